@@ -1,0 +1,53 @@
+"""Fermion: from raw data to a monitored model behind an authenticated API."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from fermion.errors import (
+    ConflictError,
+    FermionError,
+    IntegrityError,
+    InvalidInputError,
+    MissingDependencyError,
+    NotFoundError,
+    StorageError,
+)
+
+if TYPE_CHECKING:
+    from fermion.data.catalog import DatasetCatalog
+    from fermion.workspace import Workspace
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConflictError",
+    "FermionError",
+    "IntegrityError",
+    "InvalidInputError",
+    "MissingDependencyError",
+    "NotFoundError",
+    "StorageError",
+    "Workspace",
+    "datasets",
+    "workspace",
+]
+
+
+def workspace() -> Workspace:
+    """The workspace found from the current directory or FERMION_HOME, opened once per root."""
+    from fermion.workspace import current_workspace
+
+    return current_workspace()
+
+
+def __getattr__(name: str) -> Any:
+    # Keeps `import fermion` light: the workspace and its stores load on first use.
+    if name == "Workspace":
+        from fermion.workspace import Workspace
+
+        return Workspace
+    if name == "datasets":
+        catalog: DatasetCatalog = workspace().datasets
+        return catalog
+    raise AttributeError(f"module 'fermion' has no attribute {name!r}")

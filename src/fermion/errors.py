@@ -1,0 +1,47 @@
+"""Fermion's error hierarchy.
+
+The core raises these and never speaks of exit codes or HTTP statuses; the CLI and the HTTP
+layers map them once, each in its own module.
+"""
+
+from __future__ import annotations
+
+
+class FermionError(Exception):
+    """Base class of every error Fermion raises on purpose."""
+
+
+class NotFoundError(FermionError):
+    """A workspace, dataset, version or other named object does not exist."""
+
+
+class InvalidInputError(FermionError):
+    """User input (a file, a recipe, a rule, an argument) cannot be used as given."""
+
+
+class ConflictError(FermionError):
+    """The request contradicts what is stored, e.g. deleting a version others depend on."""
+
+
+class StorageError(FermionError):
+    """A metadata or artifact store is unreachable, out of date or corrupted."""
+
+
+class IntegrityError(StorageError):
+    """Stored content does not match its recorded checksum."""
+
+
+class MissingDependencyError(FermionError):
+    """An optional extra is needed; the message says which one to install."""
+
+
+def require(module: str, extra: str) -> object:
+    """Import an optional heavy module, or say which extra installs it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"{module} is not installed: pip install 'fermion[{extra}]'"
+        ) from exc

@@ -1,0 +1,63 @@
+"""Metadata and artifact storage behind small interfaces; `open_storage` is the one factory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from fermion.settings import Settings
+from fermion.storage.artifacts import ArtifactStore, FsspecArtifactStore, LocalArtifactStore
+from fermion.storage.base import DatasetStore, LineageStore, NewVersion
+from fermion.storage.database import create_metadata_engine, migrate
+
+__all__ = [
+    "ArtifactStore",
+    "DatasetStore",
+    "LineageStore",
+    "NewVersion",
+    "Storage",
+    "open_artifact_store",
+    "open_metadata",
+    "open_storage",
+]
+
+
+@dataclass(frozen=True)
+class Storage:
+    """The stores a workspace hangs its stages off."""
+
+    engine: Engine
+    datasets: DatasetStore
+    lineage: LineageStore
+    artifacts: ArtifactStore
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def open_metadata(url: str) -> tuple[Engine, DatasetStore, LineageStore]:
+    """Connect to a metadata database and migrate it to the current schema."""
+    from fermion.storage.sql_datasets import SqlDatasetStore
+    from fermion.storage.sql_lineage import SqlLineageStore
+
+    engine = create_metadata_engine(url)
+    migrate(engine)
+    return engine, SqlDatasetStore(engine), SqlLineageStore(engine)
+
+
+def open_artifact_store(url: str, cache_dir: Path, endpoint_url: str = "") -> ArtifactStore:
+    """A local folder, or any fsspec URL (`s3://bucket/prefix`)."""
+    if "://" not in url or url.startswith("file://"):
+        return LocalArtifactStore(Path(url.removeprefix("file://")))
+    options = {"endpoint_url": endpoint_url} if endpoint_url else {}
+    return FsspecArtifactStore(url, cache_dir, **options)
+
+
+def open_storage(settings: Settings) -> Storage:
+    engine, datasets, lineage = open_metadata(settings.resolved_metadata_url)
+    artifacts = open_artifact_store(
+        settings.resolved_artifacts_url, settings.root / "cache", settings.artifacts_endpoint_url
+    )
+    return Storage(engine, datasets, lineage, artifacts)

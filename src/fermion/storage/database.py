@@ -1,0 +1,86 @@
+"""Engine creation and automatic, safe schema migration of the metadata store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import SQLAlchemyError
+
+from fermion.errors import InvalidInputError, StorageError
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+# An arbitrary constant: the PostgreSQL advisory lock that serialises migrations.
+_MIGRATION_LOCK = 7_310_452_001
+
+
+def create_metadata_engine(url: str) -> Engine:
+    """An engine for `url`; SQLite gets WAL, foreign keys and a busy timeout."""
+    try:
+        if url.startswith("sqlite"):
+            engine = create_engine(url, connect_args={"timeout": 30})
+            event.listen(engine, "connect", _sqlite_pragmas)
+        else:
+            engine = create_engine(url, pool_pre_ping=True)
+    except (ArgumentError, NoSuchModuleError, ImportError) as exc:
+        raise InvalidInputError(f"cannot use metadata URL {url!r}: {exc}") from exc
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest revision, once, even with concurrent openers.
+
+    A database newer than this code (a revision it does not know) is refused rather than used.
+    """
+    from alembic import command
+    from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    script = ScriptDirectory.from_config(config)
+    head = script.get_current_head()
+    try:
+        with engine.begin() as connection:
+            _lock(connection)
+            current = MigrationContext.configure(connection).get_current_revision()
+            if current == head:
+                return
+            if current is not None and current not in {rev.revision for rev in
+                                                        script.walk_revisions()}:
+                raise StorageError(
+                    f"the metadata store is at schema revision {current}, newer than this "
+                    "version of Fermion knows: upgrade Fermion"
+                )
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+    except OperationalError as exc:
+        raise StorageError(f"cannot open the metadata store: {_first_line(exc)}") from exc
+    except SQLAlchemyError as exc:
+        raise StorageError(f"metadata store migration failed: {_first_line(exc)}") from exc
+
+
+def _lock(connection: Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+    elif connection.dialect.name == "sqlite":
+        # Take the write lock now so two openers cannot both see an empty database.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _first_line(exc: BaseException) -> str:
+    message = str(getattr(exc, "orig", None) or exc)
+    return message.strip().splitlines()[0] if message.strip() else type(exc).__name__
