@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
+from typing import Any
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
@@ -43,7 +44,7 @@ class Settings:
     def load(cls, root: Path, environ: Mapping[str, str] | None = None) -> Settings:
         environ = os.environ if environ is None else environ
         path = root / SETTINGS_FILE
-        values: dict[str, str] = {}
+        values: dict[str, Any] = {}
         if path.exists():
             try:
                 data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -61,7 +62,7 @@ class Settings:
         return settings.with_environment(environ)
 
     def with_environment(self, environ: Mapping[str, str]) -> Settings:
-        overrides = {
+        overrides: dict[str, Any] = {
             f.name: environ[ENV_PREFIX + f.name.upper()]
             for f in fields(self)
             if f.name != "root" and ENV_PREFIX + f.name.upper() in environ

@@ -64,13 +64,18 @@ class ColumnSchema:
     dtype: str  # the physical Arrow/Polars type, e.g. "Int64"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "type": str(self.type), "nullable": self.nullable,
-                "dtype": self.dtype}
+        return {
+            "name": self.name,
+            "type": str(self.type),
+            "nullable": self.nullable,
+            "dtype": self.dtype,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ColumnSchema:
-        return cls(data["name"], LogicalType(data["type"]), bool(data["nullable"]),
-                   str(data["dtype"]))
+        return cls(
+            data["name"], LogicalType(data["type"]), bool(data["nullable"]), str(data["dtype"])
+        )
 
 
 @dataclass(frozen=True)
@@ -117,13 +122,19 @@ class Profile:
         raise KeyError(name)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"num_rows": self.num_rows, "num_columns": self.num_columns,
-                "columns": [column.to_dict() for column in self.columns]}
+        return {
+            "num_rows": self.num_rows,
+            "num_columns": self.num_columns,
+            "columns": [column.to_dict() for column in self.columns],
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Profile:
-        return cls(int(data["num_rows"]), int(data["num_columns"]),
-                   tuple(ColumnProfile.from_dict(c) for c in data["columns"]))
+        return cls(
+            int(data["num_rows"]),
+            int(data["num_columns"]),
+            tuple(ColumnProfile.from_dict(c) for c in data["columns"]),
+        )
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
 
 from fermion.errors import InvalidInputError, StorageError
 
@@ -59,8 +58,9 @@ def migrate(engine: Engine) -> None:
             current = MigrationContext.configure(connection).get_current_revision()
             if current == head:
                 return
-            if current is not None and current not in {rev.revision for rev in
-                                                        script.walk_revisions()}:
+            if current is not None and current not in {
+                rev.revision for rev in script.walk_revisions()
+            }:
                 raise StorageError(
                     f"the metadata store is at schema revision {current}, newer than this "
                     "version of Fermion knows: upgrade Fermion"

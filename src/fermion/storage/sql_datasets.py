@@ -61,9 +61,13 @@ def _to_version(row: Row[Any]) -> DatasetVersion:
 def _to_split(row: Row[Any]) -> SplitRecord:
     m = row._mapping
     return SplitRecord(
-        id=m["id"], version_id=m["version_id"], params=dict(m["params"]),
-        params_hash=m["params_hash"], content_hash=m["content_hash"],
-        counts={k: int(v) for k, v in m["counts"].items()}, created_at=utc(m["created_at"]),
+        id=m["id"],
+        version_id=m["version_id"],
+        params=dict(m["params"]),
+        params_hash=m["params_hash"],
+        content_hash=m["content_hash"],
+        counts={k: int(v) for k, v in m["counts"].items()},
+        created_at=utc(m["created_at"]),
     )
 
 
@@ -87,16 +91,18 @@ class SqlDatasetStore(DatasetStore):
         with self._engine.begin() as conn:
             dataset_id = conn.scalar(select(datasets.c.id).where(datasets.c.name == new.name))
             if dataset_id is None:
-                dataset_id = conn.execute(
-                    insert(datasets).values(name=new.name, created_at=now)
-                ).inserted_primary_key[0]
+                dataset_id = conn.scalar(
+                    insert(datasets).returning(datasets.c.id).values(name=new.name, created_at=now)
+                )
             latest = conn.scalar(
                 select(func.max(dataset_versions.c.version)).where(
                     dataset_versions.c.dataset_id == dataset_id
                 )
             )
-            version_id = conn.execute(
-                insert(dataset_versions).values(
+            version_id = conn.scalar(
+                insert(dataset_versions)
+                .returning(dataset_versions.c.id)
+                .values(
                     dataset_id=dataset_id,
                     version=(latest or 0) + 1,
                     content_hash=new.content_hash,
@@ -111,7 +117,7 @@ class SqlDatasetStore(DatasetStore):
                     source=new.source,
                     created_at=now,
                 )
-            ).inserted_primary_key[0]
+            )
         return self.get_version_by_id(version_id)
 
     def get_version(self, name: str, version: int | None = None) -> DatasetVersion:
@@ -135,9 +141,7 @@ class SqlDatasetStore(DatasetStore):
 
     def get_version_by_id(self, version_id: int) -> DatasetVersion:
         with self._engine.connect() as conn:
-            row = conn.execute(
-                _version_query().where(dataset_versions.c.id == version_id)
-            ).first()
+            row = conn.execute(_version_query().where(dataset_versions.c.id == version_id)).first()
         if row is None:
             raise NotFoundError(f"no dataset version with id {version_id}")
         return _to_version(row)
@@ -178,16 +182,18 @@ class SqlDatasetStore(DatasetStore):
             rows = conn.execute(query).all()
         return [
             DatasetSummary(
-                name=r.name, latest_version=r.latest, num_versions=r.n, num_rows=r.num_rows,
-                num_columns=r.num_columns, updated_at=utc(r.created_at),
+                name=r.name,
+                latest_version=r.latest,
+                num_versions=r.n,
+                num_rows=r.num_rows,
+                num_columns=r.num_columns,
+                updated_at=utc(r.created_at),
             )
             for r in rows
         ]
 
     def list_versions(self, name: str) -> list[DatasetVersion]:
-        query = (
-            _version_query().where(datasets.c.name == name).order_by(dataset_versions.c.version)
-        )
+        query = _version_query().where(datasets.c.name == name).order_by(dataset_versions.c.version)
         with self._engine.connect() as conn:
             rows = conn.execute(query).all()
         if not rows:
@@ -240,12 +246,18 @@ class SqlDatasetStore(DatasetStore):
                 return split, False
         try:
             with self._engine.begin() as conn:
-                split_id = conn.execute(
-                    insert(dataset_splits).values(
-                        version_id=version_id, params=params, params_hash=params_hash,
-                        content_hash=content_hash, counts=counts, created_at=datetime.now(UTC),
+                split_id = conn.scalar(
+                    insert(dataset_splits)
+                    .returning(dataset_splits.c.id)
+                    .values(
+                        version_id=version_id,
+                        params=params,
+                        params_hash=params_hash,
+                        content_hash=content_hash,
+                        counts=counts,
+                        created_at=datetime.now(UTC),
                     )
-                ).inserted_primary_key[0]
+                )
         except SqlIntegrityError:
             for split in self.list_splits(version_id):
                 if split.params_hash == params_hash:
@@ -267,12 +279,17 @@ class SqlDatasetStore(DatasetStore):
     ) -> ValidationRecord:
         now = datetime.now(UTC)
         with self._engine.begin() as conn:
-            record_id = conn.execute(
-                insert(dataset_validations).values(
-                    version_id=version_id, rules_hash=rules_hash, passed=passed, report=report,
+            record_id = conn.scalar(
+                insert(dataset_validations)
+                .returning(dataset_validations.c.id)
+                .values(
+                    version_id=version_id,
+                    rules_hash=rules_hash,
+                    passed=passed,
+                    report=report,
                     created_at=now,
                 )
-            ).inserted_primary_key[0]
+            )
         return ValidationRecord(record_id, version_id, rules_hash, passed, report, now)
 
     def list_validations(self, version_id: int) -> list[ValidationRecord]:
@@ -283,7 +300,8 @@ class SqlDatasetStore(DatasetStore):
         )
         with self._engine.connect() as conn:
             return [
-                ValidationRecord(r.id, r.version_id, r.rules_hash, r.passed, dict(r.report),
-                                 utc(r.created_at))
+                ValidationRecord(
+                    r.id, r.version_id, r.rules_hash, r.passed, dict(r.report), utc(r.created_at)
+                )
                 for r in conn.execute(query)
             ]

@@ -14,8 +14,14 @@ from fermion.storage.tables import lineage_edges as edges
 
 
 def _to_edge(row: Row[Any]) -> LineageEdge:
-    return LineageEdge(row.parent_kind, row.parent_id, row.child_kind, row.child_id,
-                       row.relation, utc(row.created_at))
+    return LineageEdge(
+        row.parent_kind,
+        row.parent_id,
+        row.child_kind,
+        row.child_id,
+        row.relation,
+        utc(row.created_at),
+    )
 
 
 class SqlLineageStore(LineageStore):
@@ -29,8 +35,12 @@ class SqlLineageStore(LineageStore):
         with self._engine.begin() as conn:
             conn.execute(
                 insert(edges).values(
-                    parent_kind=parent[0], parent_id=parent[1], child_kind=child[0],
-                    child_id=child[1], relation=relation, created_at=now,
+                    parent_kind=parent[0],
+                    parent_id=parent[1],
+                    child_kind=child[0],
+                    child_id=child[1],
+                    relation=relation,
+                    created_at=now,
                 )
             )
         return LineageEdge(parent[0], parent[1], child[0], child[1], relation, now)

@@ -40,9 +40,7 @@ dataset_versions = Table(
     Column("schema", JSON, nullable=False),
     Column("profile", JSON, nullable=False),
     Column("operation", String(32), nullable=False),
-    Column(
-        "parent_id", ForeignKey("dataset_versions.id", ondelete="SET NULL"), nullable=True
-    ),
+    Column("parent_id", ForeignKey("dataset_versions.id", ondelete="SET NULL"), nullable=True),
     Column("derivation_key", String(64), nullable=True),
     Column("source", JSON, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
@@ -56,9 +54,7 @@ dataset_splits = Table(
     "dataset_splits",
     metadata,
     Column("id", Integer, primary_key=True),
-    Column(
-        "version_id", ForeignKey("dataset_versions.id", ondelete="CASCADE"), nullable=False
-    ),
+    Column("version_id", ForeignKey("dataset_versions.id", ondelete="CASCADE"), nullable=False),
     Column("params", JSON, nullable=False),
     Column("params_hash", String(64), nullable=False),
     Column("content_hash", String(64), nullable=False),
@@ -71,9 +67,7 @@ dataset_validations = Table(
     "dataset_validations",
     metadata,
     Column("id", Integer, primary_key=True),
-    Column(
-        "version_id", ForeignKey("dataset_versions.id", ondelete="CASCADE"), nullable=False
-    ),
+    Column("version_id", ForeignKey("dataset_versions.id", ondelete="CASCADE"), nullable=False),
     Column("rules_hash", String(64), nullable=False),
     Column("passed", Boolean, nullable=False),
     Column("report", JSON, nullable=False),

@@ -1,0 +1,1 @@
+"""The `fermion` command line: a thin adapter over the Python API."""

@@ -1,0 +1,46 @@
+"""Entry point of the `fermion` command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from fermion.cli import data
+from fermion.cli.app import new_app
+from fermion.cli.output import console
+
+app = new_app("Fermion: from raw data to a monitored model behind an authenticated API.")
+app.add_typer(data.app, name="data")
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from fermion import __version__
+
+        console().print(f"fermion {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(
+        False, "--version", callback=_show_version, is_eager=True, help="Show the version."
+    ),
+) -> None:
+    """Fermion: from raw data to a monitored model behind an authenticated API."""
+
+
+@app.command("init")
+def init(
+    directory: Path = typer.Argument(Path("."), help="Where to create .fermion/."),
+) -> None:
+    """Create a workspace (.fermion/ with fermion.toml and an embedded SQLite store)."""
+    from fermion.workspace import Workspace
+
+    with Workspace.init(directory) as ws:
+        console().print(f"workspace ready at {ws.root}")
+
+
+def main() -> None:
+    app()
