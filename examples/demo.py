@@ -20,7 +20,10 @@ FERMION = str(Path(sys.executable).with_name("fermion"))
 
 def run(*args: str, check: bool = True) -> int:
     print(f"\n\033[1m$ fermion {shlex.join(args)}\033[0m", flush=True)
-    code = subprocess.call([FERMION, *args], cwd=OUT)
+    env = dict(os.environ)
+    if not sys.stdout.isatty():
+        env.setdefault("COLUMNS", "120")  # Rich would wrap tables at 80 columns in a log
+    code = subprocess.call([FERMION, *args], cwd=OUT, env=env)
     if check and code != 0:
         sys.exit(f"demo step failed with exit code {code}")
     return code

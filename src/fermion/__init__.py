@@ -29,16 +29,16 @@ __all__ = [
     "NotFoundError",
     "StorageError",
     "Workspace",
+    "current_workspace",
     "datasets",
-    "workspace",
 ]
 
 
-def workspace() -> Workspace:
+def current_workspace() -> Workspace:
     """The workspace found from the current directory or FERMION_HOME, opened once per root."""
-    from fermion.workspace import current_workspace
+    from fermion.workspace import current_workspace as current
 
-    return current_workspace()
+    return current()
 
 
 def __getattr__(name: str) -> Any:
@@ -48,6 +48,6 @@ def __getattr__(name: str) -> Any:
 
         return Workspace
     if name == "datasets":
-        catalog: DatasetCatalog = workspace().datasets
+        catalog: DatasetCatalog = current_workspace().datasets
         return catalog
     raise AttributeError(f"module 'fermion' has no attribute {name!r}")

@@ -8,9 +8,9 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from typing import Any
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Any
 
 from fermion.errors import InvalidInputError, NotFoundError
 

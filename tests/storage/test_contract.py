@@ -23,9 +23,18 @@ def stores(metadata_url: str) -> Iterator[tuple[DatasetStore, LineageStore]]:
 def _new(name: str, content: str, **extra: Any) -> NewVersion:
     schema = (ColumnSchema("x", LogicalType.INTEGER, False, "Int64"),)
     profile = Profile(3, 1, (ColumnProfile("x", LogicalType.INTEGER, 3, 0, 3, 1.0, 3.0, 2.0),))
-    return NewVersion(name=name, content_hash=content * 64, num_rows=3, num_columns=1,
-                      size_bytes=10, schema=schema, profile=profile, operation="ingest",
-                      source={"path": "x.csv"}, **extra)
+    return NewVersion(
+        name=name,
+        content_hash=content * 64,
+        num_rows=3,
+        num_columns=1,
+        size_bytes=10,
+        schema=schema,
+        profile=profile,
+        operation="ingest",
+        source={"path": "x.csv"},
+        **extra,
+    )
 
 
 def test_versions_are_numbered_in_order_and_round_trip(stores: Any) -> None:
@@ -82,8 +91,13 @@ def test_list_datasets_summarises_latest_versions(stores: Any) -> None:
 def test_delete_version_removes_splits_and_the_empty_dataset(stores: Any) -> None:
     datasets, _ = stores
     version, _ = datasets.add_version(_new("credit", "a"))
-    datasets.add_split(version.id, params={"seed": 1}, params_hash="p" * 64,
-                       content_hash="s" * 64, counts={"train": 2, "test": 1})
+    datasets.add_split(
+        version.id,
+        params={"seed": 1},
+        params_hash="p" * 64,
+        content_hash="s" * 64,
+        counts={"train": 2, "test": 1},
+    )
     datasets.add_validation(version.id, rules_hash="r" * 64, passed=True, report={})
     assert datasets.content_in_use("s" * 64)
     datasets.delete_version(version.id)
@@ -95,11 +109,20 @@ def test_delete_version_removes_splits_and_the_empty_dataset(stores: Any) -> Non
 def test_splits_are_idempotent_per_params(stores: Any) -> None:
     datasets, _ = stores
     version, _ = datasets.add_version(_new("credit", "a"))
-    split, created = datasets.add_split(version.id, params={"seed": 1}, params_hash="p" * 64,
-                                        content_hash="s" * 64, counts={"train": 3})
-    again, created_again = datasets.add_split(version.id, params={"seed": 1},
-                                              params_hash="p" * 64, content_hash="s" * 64,
-                                              counts={"train": 3})
+    split, created = datasets.add_split(
+        version.id,
+        params={"seed": 1},
+        params_hash="p" * 64,
+        content_hash="s" * 64,
+        counts={"train": 3},
+    )
+    again, created_again = datasets.add_split(
+        version.id,
+        params={"seed": 1},
+        params_hash="p" * 64,
+        content_hash="s" * 64,
+        counts={"train": 3},
+    )
     assert created and not created_again and again == split
     assert datasets.list_splits(version.id) == [split]
 

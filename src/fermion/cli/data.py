@@ -9,7 +9,8 @@ import typer
 from rich.table import Table
 
 from fermion.cli.app import new_app
-from fermion.cli.output import console, fmt, print_json
+from fermion.cli.data_render import render_counts, render_diff, render_profile, render_validation
+from fermion.cli.output import console, print_json
 from fermion.data.dataset import Dataset
 from fermion.workspace import Workspace
 
@@ -89,28 +90,9 @@ def show(
             f"made by {record.operation} from {_source_text(record.source)}, "
             f"{record.created_at:%Y-%m-%d %H:%M:%S} UTC"
         )
-        table = Table(
-            "column", "type", "missing", "distinct", "min", "mean", "std", "max", "top values"
-        )
-        types = {c.name: c for c in record.schema}
-        for column in record.profile.columns:
-            schema = types[column.name]
-            tops = ", ".join(f"{fmt(v)} ({n:,})" for v, n in column.top_values[:3])
-            table.add_row(
-                column.name,
-                schema.type.value + ("" if schema.nullable else " !"),
-                fmt(column.missing),
-                fmt(column.distinct),
-                fmt(column.min),
-                fmt(column.mean),
-                fmt(column.std),
-                fmt(column.max),
-                tops,
-            )
-        out.print(table)
+        render_profile(out, record)
         for split in dataset.splits[:1]:
-            parts = ", ".join(f"{k} {v:,}" for k, v in split.counts.items())
-            out.print(f"split: {parts}  ({_params_text(split.params)})")
+            out.print(f"split: {render_counts(split.counts)}  ({_params_text(split.params)})")
         for validation in dataset.validations[:1]:
             verdict = "[green]passed[/]" if validation.passed else "[red]failed[/]"
             out.print(f"last validation: {verdict} ({validation.created_at:%Y-%m-%d %H:%M})")
@@ -121,7 +103,7 @@ def _source_text(source: dict[str, Any]) -> str:
         return f"{source['parent']} (recipe {str(source.get('recipe_fingerprint', ''))[:12]})"
     if source.get("format") == "sql":
         return f"SQL query on {source.get('url')}"
-    return f"{source.get('path')} ({source.get('format')})"
+    return f"{Path(str(source.get('path'))).name} ({source.get('format')})"
 
 
 def _params_text(params: dict[str, Any]) -> str:
@@ -174,14 +156,12 @@ def versions(name: str, as_json: bool = JsonOption) -> None:
 @app.command("diff")
 def diff(old: str, new: str, as_json: bool = JsonOption) -> None:
     """Compare two versions: schema changes, row counts, statistic shifts."""
-    from fermion.cli.data_render import render_diff
-
     with _workspace() as ws:
         result = ws.datasets.diff(old, new)
         if as_json:
             print_json(result)
             return
-        render_diff(console(), old, new, result.to_dict())
+        render_diff(console(), result)
 
 
 @app.command("export")
@@ -230,8 +210,6 @@ def validate(
     as_json: bool = JsonOption,
 ) -> None:
     """Check a version against rules; exit code 1 when a rule fails."""
-    from fermion.cli.data_render import render_validation
-
     with _workspace() as ws:
         dataset = ws.datasets.get(ref)
         report = ws.datasets.validate(dataset.ref, rules)
@@ -269,5 +247,4 @@ def split(
         if as_json:
             print_json({"ref": dataset.ref, "split": record})
             return
-        parts = ", ".join(f"{k} {v:,}" for k, v in record.counts.items())
-        console().print(f"split {dataset.ref}: {parts}")
+        console().print(f"split {dataset.ref}: {render_counts(record.counts)}")

@@ -1,4 +1,4 @@
-"""Rich renderings of diff and validation reports."""
+"""Rich renderings of dataset profiles, diffs and validation reports."""
 
 from __future__ import annotations
 
@@ -8,6 +8,40 @@ from rich.console import Console
 from rich.table import Table
 
 from fermion.cli.output import fmt
+from fermion.data.dataset import PARTS
+from fermion.data.diff import VersionDiff
+from fermion.entities import DatasetVersion
+
+# Statistic shifts smaller than this (relative) are left out of the table, not of --json.
+NOTABLE_SHIFT = 0.01
+
+
+def render_profile(out: Console, record: DatasetVersion) -> None:
+    table = Table("column", "type", "missing", "distinct", "min", "mean", "max", "top value")
+    types = {column.name: column for column in record.schema}
+    for column in record.profile.columns:
+        schema = types[column.name]
+        top = (
+            f"{fmt(column.top_values[0][0])} ({column.top_values[0][1]:,})"
+            if column.top_values
+            else "-"
+        )
+        table.add_row(
+            column.name,
+            schema.type.value,
+            fmt(column.missing),
+            fmt(column.distinct),
+            fmt(column.min),
+            fmt(column.mean),
+            fmt(column.max),
+            top,
+        )
+    out.print(table)
+
+
+def render_counts(counts: dict[str, int]) -> str:
+    ordered = [part for part in PARTS if part in counts] + sorted(set(counts) - set(PARTS))
+    return ", ".join(f"{part} {counts[part]:,}" for part in ordered)
 
 
 def render_validation(out: Console, ref: str, report: dict[str, Any]) -> None:
@@ -19,18 +53,41 @@ def render_validation(out: Console, ref: str, report: dict[str, Any]) -> None:
         f"({len(results) - len(failed)}/{len(results)} rules hold)"
     )
     for result in failed:
-        out.print(f"[red]✗[/] {result.get('rule')}: {fmt(result.get('failed'))} rows fail")
+        count = result.get("failed")
+        detail = f"{count:,} rows fail" if count is not None else result.get("message", "")
+        out.print(f"[red]✗[/] {result.get('rule')}: {detail}")
         for example in result.get("examples", [])[:5]:
-            out.print(f"    {example}")
+            out.print(f"    row {example.get('row')}: {example.get('values')}")
 
 
-def render_diff(out: Console, old: str, new: str, diff: dict[str, Any]) -> None:
-    out.print(f"[bold]{old}[/] -> [bold]{new}[/]")
-    for key, value in diff.items():
-        if isinstance(value, list) and value and isinstance(value[0], dict):
-            table = Table(*value[0].keys(), title=key)
-            for row in value:
-                table.add_row(*(fmt(v) for v in row.values()))
-            out.print(table)
-        elif value not in (None, [], {}):
-            out.print(f"{key}: {fmt(value) if not isinstance(value, list | dict) else value}")
+def render_diff(out: Console, diff: VersionDiff) -> None:
+    change = diff.row_change
+    out.print(
+        f"[bold]{diff.old}[/] -> [bold]{diff.new}[/]: rows {diff.old_rows:,} -> "
+        f"{diff.new_rows:,} ({change:+,})"
+    )
+    if not diff.has_changes:
+        out.print(
+            "no schema or statistic changes" + (" (rows differ)" if diff.content_changed else "")
+        )
+        return
+    for column in diff.added:
+        out.print(f"[green]+ {column.name}[/] ({column.type.value})")
+    for column in diff.removed:
+        out.print(f"[red]- {column.name}[/] ({column.type.value})")
+    for type_change in diff.type_changes:
+        out.print(f"~ {type_change.column}: {type_change.old_type} -> {type_change.new_type}")
+    for null_change in diff.nullability_changes:
+        state = "nullable" if null_change.new else "no longer nullable"
+        out.print(f"~ {null_change.column}: {state}")
+    shifts = [
+        s
+        for s in diff.stat_shifts
+        if s.statistic == "missing" or s.relative is None or abs(s.relative) >= NOTABLE_SHIFT
+    ]
+    if shifts:
+        table = Table("column", "statistic", "old", "new", "change", title="statistic shifts")
+        for shift in shifts:
+            relative = "-" if shift.relative is None else f"{shift.relative:+.1%}"
+            table.add_row(shift.column, shift.statistic, fmt(shift.old), fmt(shift.new), relative)
+        out.print(table)

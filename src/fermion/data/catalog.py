@@ -6,6 +6,7 @@ metadata row; a failure on the way removes what it wrote, so nothing half-made s
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import shutil
 import tempfile
@@ -20,8 +21,7 @@ from fermion.data.clean import Recipe, apply_recipe
 from fermion.data.dataset import Dataset
 from fermion.data.diff import VersionDiff, diff_versions
 from fermion.data.ingest import ingest_file, ingest_sql
-from fermion.data.profile import profile_parquet
-from fermion.data.schema import infer_schema
+from fermion.data.profile import describe_parquet
 from fermion.data.split import SplitSpec, assign_parts
 from fermion.data.validate import RuleSet, ValidationReport, validate_frame
 from fermion.entities import DatasetRef, DatasetSummary, DatasetVersion, SplitRecord
@@ -53,7 +53,7 @@ class DatasetCatalog:
     def list(self) -> list[DatasetSummary]:
         return self._store.list_datasets()
 
-    def versions(self, name: str) -> list[DatasetVersion]:
+    def versions(self, name: str) -> builtins.list[DatasetVersion]:
         return self._store.list_versions(check_name(name))
 
     def diff(self, old: str, new: str) -> VersionDiff:
@@ -135,8 +135,7 @@ class DatasetCatalog:
         existing = self._store.find_version(name, content_hash=digest)
         if existing is not None:
             return Dataset(existing, self._storage)
-        schema = infer_schema(parquet)
-        profile = profile_parquet(parquet, schema)
+        schema, profile = describe_parquet(parquet)
         artifacts = self._storage.artifacts
         blob_was_there = artifacts.exists(digest)
         artifacts.put_file(parquet, digest)
@@ -252,7 +251,7 @@ class DatasetCatalog:
             tmp.unlink(missing_ok=True)
         return path
 
-    def remove(self, ref: str, *, force: bool = False) -> list[DatasetVersion]:
+    def remove(self, ref: str, *, force: bool = False) -> builtins.list[DatasetVersion]:
         """Remove one version (`credit:2`) or a whole dataset (`credit`).
 
         Refused while something outside what is removed was made from it, unless `force`.

@@ -1,0 +1,279 @@
+"""Column statistics of a Parquet file, in two lazy passes over `pl.scan_parquet`.
+
+A column is low-cardinality when its first SAMPLE_ROWS rows hold at most LOW_CARDINALITY
+distinct values. Pass one is one `select` of every aggregate: counts, min/max, mean, std,
+and for high-cardinality columns a HyperLogLog distinct count and quantiles. Pass two
+collects each low-cardinality column's full value counts, from which its exact distinct
+count, top values, quantiles and histogram follow, together with a binning query per
+high-cardinality numeric column.
+
+So: distinct is exact for low-cardinality columns and estimated (about 2%) above; top
+values are listed only for low-cardinality columns (elsewhere nearly every value is
+unique); quantiles are exact, except that a high-cardinality column takes them from every
+k-th row, k = rows // QUANTILE_SAMPLE (so exact below twice QUANTILE_SAMPLE rows).
+
+Everything returned is JSON-serialisable: NaN and infinities become None, dates and times
+ISO strings. Missing counts include float NaN.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+import decimal
+import itertools
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from fermion.data import schema as schemas
+from fermion.entities import ColumnProfile, ColumnSchema, LogicalType, Profile
+from fermion.errors import InvalidInputError
+
+QUANTILES = {"p05": 0.05, "p25": 0.25, "p50": 0.5, "p75": 0.75, "p95": 0.95}
+TOP_VALUES = 10
+BINS = 20
+LOW_CARDINALITY = 10_000
+QUANTILE_SAMPLE = 1_000_000
+
+
+def profile_parquet(path: Path, schema: tuple[ColumnSchema, ...]) -> Profile:
+    """Profile the Parquet file `path`; column types come from `schema` (by name)."""
+    frame = schemas.scan(path)
+    dtypes = frame.collect_schema()
+    types = {column.name: column.type for column in schema}
+    unknown = [name for name in dtypes if name not in types]
+    if unknown:
+        raise InvalidInputError(f"{path}: column {unknown[0]!r} is not in the given schema")
+    stats, counts, hists = _passes(frame, dtypes)
+    return _profile(dtypes, types, stats, counts, hists)
+
+
+def describe_parquet(path: Path) -> tuple[tuple[ColumnSchema, ...], Profile]:
+    """`infer_schema` and `profile_parquet` in one go, sharing their passes."""
+    frame = schemas.scan(path)
+    dtypes = frame.collect_schema()
+    stats, counts, hists = _passes(frame, dtypes)
+    inferred = schemas.from_stats(dtypes, stats)
+    types = {column.name: column.type for column in inferred}
+    return inferred, _profile(dtypes, types, stats, counts, hists)
+
+
+def _is_numeric(dtype: pl.DataType) -> bool:
+    return dtype.is_numeric() and not isinstance(dtype, pl.Boolean)
+
+
+def _is_ordered(dtype: pl.DataType) -> bool:
+    """Min and max mean something (and are reported) for these."""
+    return _is_numeric(dtype) or dtype.is_temporal() or schemas.is_text(dtype)
+
+
+def _passes(
+    frame: pl.LazyFrame, dtypes: Mapping[str, pl.DataType]
+) -> tuple[dict[str, Any], dict[str, pl.DataFrame], dict[str, pl.DataFrame]]:
+    """(aggregates, value counts of low-cardinality columns, histogram bin counts)."""
+    low = set(schemas.head_distinct(frame, dtypes, LOW_CARDINALITY))
+    rows = frame.select(pl.len()).collect().item()
+    step = max(1, rows // QUANTILE_SAMPLE)
+    exprs: list[pl.Expr] = [pl.len().alias("rows")]
+    for name, dtype in dtypes.items():
+        column = schemas.values(name, dtype)
+        exprs += [column.count().alias(f"count:{name}"), schemas.nulls(name, dtype)]
+        if _is_ordered(dtype):
+            exprs += [column.min().alias(f"min:{name}"), column.max().alias(f"max:{name}")]
+        if schemas.is_opaque(dtype):
+            exprs.append(schemas.distinct(name, dtype))
+        elif name not in low:
+            exprs.append(column.drop_nulls().approx_n_unique().alias(f"distinct:{name}"))
+        if _is_numeric(dtype):
+            number = column.cast(pl.Float64)
+            finite = number.filter(number.is_finite())
+            exprs += [
+                number.mean().alias(f"mean:{name}"),
+                number.std().alias(f"std:{name}"),
+                finite.min().alias(f"lo:{name}"),
+                finite.max().alias(f"hi:{name}"),
+            ]
+            if name not in low:
+                sample = number.gather_every(step)
+                exprs.append(
+                    sample.quantile(list(QUANTILES.values()), interpolation="linear").alias(
+                        f"quantiles:{name}"
+                    )
+                )
+    stats: dict[str, Any] = frame.select(exprs).collect().row(0, named=True)
+    queries = {name: _value_counts(frame, name, dtypes[name]) for name in low}
+    binned = [
+        name
+        for name, dtype in dtypes.items()
+        if _is_numeric(dtype) and name not in low and stats[f"lo:{name}"] is not None
+    ]
+    queries |= {f"hist:{name}": _histogram(frame, name, _edges(stats, name)) for name in binned}
+    results = dict(zip(queries, pl.collect_all(queries.values()), strict=True))
+    counts = {name: results[name] for name in low}
+    for name, table in counts.items():
+        stats[f"distinct:{name}"] = table.height
+    hists = {name: results[f"hist:{name}"] for name in binned}
+    return stats, counts, hists
+
+
+def _value_counts(frame: pl.LazyFrame, name: str, dtype: pl.DataType) -> pl.LazyFrame:
+    return (
+        frame.select(schemas.values(name, dtype).alias("value"))
+        .drop_nulls()
+        .group_by("value")
+        .agg(pl.len().alias("count"))
+    )
+
+
+def _edges(stats: Mapping[str, Any], name: str) -> list[float]:
+    low, high = float(stats[f"lo:{name}"]), float(stats[f"hi:{name}"])
+    if low == high:
+        low, high = low - 0.5, high + 0.5
+    width = (high - low) / BINS
+    return [low + i * width for i in range(BINS)] + [high]
+
+
+def _bin(number: pl.Expr, edges: list[float]) -> pl.Expr:
+    """Bin i holds [edge i, edge i+1); the last bin also holds its upper edge."""
+    width = (edges[-1] - edges[0]) / BINS
+    return ((number - edges[0]) / width).floor().clip(0, BINS - 1).cast(pl.Int32).alias("bin")
+
+
+def _histogram(frame: pl.LazyFrame, name: str, edges: list[float]) -> pl.LazyFrame:
+    number = pl.col(name).cast(pl.Float64)
+    return (
+        frame.filter(number.is_finite())
+        .select(_bin(number, edges))
+        .group_by("bin")
+        .agg(pl.len().alias("count"))
+    )
+
+
+def _counted_histogram(counts: pl.DataFrame, edges: list[float]) -> pl.DataFrame:
+    number = pl.col("value").cast(pl.Float64)
+    return (
+        counts.filter(number.is_finite()).group_by(_bin(number, edges)).agg(pl.col("count").sum())
+    )
+
+
+def _counted_quantiles(counts: pl.DataFrame) -> list[float]:
+    """Linear-interpolated quantiles, as `Expr.quantile` gives them, from value counts."""
+    table = counts.select(pl.col("value").cast(pl.Float64), "count").sort("value")
+    values = table["value"].to_list()
+    cumulative = list(itertools.accumulate(table["count"].to_list()))
+    total = cumulative[-1]
+
+    def nth(rank: int) -> float:
+        return float(values[bisect.bisect_right(cumulative, rank)])
+
+    result = []
+    for q in QUANTILES.values():
+        position = (total - 1) * q
+        below = math.floor(position)
+        low = nth(below)
+        fraction = position - below
+        result.append(low + fraction * (nth(below + 1) - low) if fraction else low)
+    return result
+
+
+def _top(counts: pl.DataFrame) -> list[tuple[Any, int]]:
+    """The most frequent values, ties broken by the value so the pick is repeatable."""
+    top = counts.sort(["count", "value"], descending=[True, False]).head(TOP_VALUES)
+    return [(jsonable(value), int(count)) for value, count in top.iter_rows()]
+
+
+def _profile(
+    dtypes: Mapping[str, pl.DataType],
+    types: Mapping[str, LogicalType],
+    stats: Mapping[str, Any],
+    counts: Mapping[str, pl.DataFrame],
+    hists: Mapping[str, pl.DataFrame],
+) -> Profile:
+    columns = tuple(
+        _column(name, dtype, types[name], stats, counts.get(name), hists.get(name))
+        for name, dtype in dtypes.items()
+    )
+    return Profile(int(stats["rows"]), len(columns), columns)
+
+
+def _column(
+    name: str,
+    dtype: pl.DataType,
+    logical: LogicalType,
+    stats: Mapping[str, Any],
+    counts: pl.DataFrame | None,
+    hist: pl.DataFrame | None,
+) -> ColumnProfile:
+    numeric = _is_numeric(dtype)
+    quantiles: list[Any] = stats.get(f"quantiles:{name}") or []
+    histogram = None
+    if numeric and stats[f"lo:{name}"] is not None:
+        edges = _edges(stats, name)
+        if counts is not None:
+            hist = _counted_histogram(counts, edges)
+            quantiles = _counted_quantiles(counts)
+        bins: list[float] = [0] * BINS
+        for index, count in (hist if hist is not None else pl.DataFrame()).iter_rows():
+            bins[index] = int(count)
+        histogram = {"edges": edges, "counts": bins}
+    elif numeric and counts is not None and counts.height:
+        quantiles = _counted_quantiles(counts)
+    return ColumnProfile(
+        name=name,
+        type=logical,
+        count=int(stats[f"count:{name}"]),
+        missing=int(stats[f"null:{name}"]),
+        distinct=int(stats[f"distinct:{name}"]),
+        min=_bound(stats.get(f"min:{name}"), numeric),
+        max=_bound(stats.get(f"max:{name}"), numeric),
+        mean=_rounded(stats.get(f"mean:{name}")),
+        std=_rounded(stats.get(f"std:{name}")),
+        quantiles={
+            key: value
+            for key, value in zip(QUANTILES, map(_number, quantiles), strict=False)
+            if value is not None
+        },
+        top_values=[] if counts is None else _top(counts),
+        histogram=histogram,
+    )
+
+
+def _number(value: Any) -> float | None:
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _rounded(value: Any) -> float | None:
+    """12 significant digits: parallel sums differ run to run in the last bits."""
+    number = _number(value)
+    return None if number is None else float(f"{number:.12g}")
+
+
+def _bound(value: Any, numeric: bool) -> float | str | None:
+    if value is None:
+        return None
+    if numeric:
+        return _number(value)
+    converted = jsonable(value)
+    return converted if isinstance(converted, str) else str(converted)
+
+
+def jsonable(value: Any) -> Any:
+    """A value as JSON can hold it: ISO text for times, None for NaN and infinities."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return _number(value)
+    if isinstance(value, bytes):
+        return value.hex()
+    return str(value)
