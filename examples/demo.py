@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-OUT = HERE.parent / "demo-output"
+OUT = Path(os.environ.get("FERMION_DEMO_DIR", HERE.parent / "demo-output")).resolve()
 FERMION = str(Path(sys.executable).with_name("fermion"))
 
 
@@ -39,11 +39,12 @@ def bundled_credit_csv() -> Path:
 
 
 def main() -> None:
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     shutil.rmtree(OUT, ignore_errors=True)
     OUT.mkdir()
     os.environ.pop("FERMION_HOME", None)
     csv = bundled_credit_csv()
-    print(f"bundled data: {csv.relative_to(OUT.parent)} ({csv.stat().st_size:,} bytes)")
+    print(f"bundled data: {csv} ({csv.stat().st_size:,} bytes)")
     run("init")
     run("data", "add", csv.name, "--name", "credit")
     run("data", "add", csv.name, "--name", "credit")  # same content: no new version
@@ -68,7 +69,7 @@ def main() -> None:
     )
     run("data", "versions", "credit")
     run("data", "export", "credit:2", "credit_clean.parquet")
-    print(f"\ndemo workspace: {OUT}/.fermion  (cd demo-output && fermion data list)")
+    print(f"\ndemo workspace: {OUT}/.fermion  (cd {OUT} && fermion data list)")
 
 
 if __name__ == "__main__":

@@ -75,3 +75,11 @@ def test_no_partial_blob_is_visible_after_a_failed_write(
     digest = hashlib.sha256(source.read_bytes()).hexdigest()
     assert not store.exists(digest)
     assert list((tmp_path / "artifacts" / "tmp").iterdir()) == []
+
+
+def test_move_takes_the_file_without_copying(store: ArtifactStore, tmp_path: Path) -> None:
+    source = _file(tmp_path, b"moved content")
+    digest = store.put_file(source, move=True)
+    assert store.local_path(digest).read_bytes() == b"moved content"
+    if isinstance(store, LocalArtifactStore):
+        assert not source.exists()

@@ -6,6 +6,7 @@ so a crash never leaves a partial blob under its final name. Reads verify the ch
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
@@ -44,7 +45,9 @@ class ArtifactStore(ABC):
     """
 
     @abstractmethod
-    def put_file(self, path: Path, digest: str | None = None) -> str: ...
+    def put_file(self, path: Path, digest: str | None = None, *, move: bool = False) -> str:
+        """Store the file at `path`; with `move`, the store may take the file itself (it is
+        gone afterwards), which saves a copy when it lies on the store's filesystem."""
 
     @abstractmethod
     def exists(self, digest: str) -> bool: ...
@@ -65,12 +68,14 @@ class LocalArtifactStore(ArtifactStore):
         _check_digest(digest)
         return self.root / "blobs" / digest[:2] / digest[2:]
 
-    def put_file(self, path: Path, digest: str | None = None) -> str:
+    def put_file(self, path: Path, digest: str | None = None, *, move: bool = False) -> str:
         digest = digest or sha256_file(path)
         final = self._path(digest)
         if final.exists():
             return digest
         final.parent.mkdir(parents=True, exist_ok=True)
+        if move and self._move_into_place(path, final):
+            return digest
         self._tmp.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=self._tmp, prefix=digest[:12] + ".")
         try:
@@ -85,6 +90,21 @@ class LocalArtifactStore(ArtifactStore):
             Path(tmp_name).unlink(missing_ok=True)
             raise
         return digest
+
+    def _move_into_place(self, path: Path, final: Path) -> bool:
+        """Rename `path` to `final` if both are on one filesystem; False if they are not."""
+        with path.open("rb") as handle:
+            os.fsync(handle.fileno())
+        os.chmod(path, 0o444)
+        try:
+            os.replace(path, final)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            os.chmod(path, 0o644)
+            return False
+        _fsync_dir(final.parent)
+        return True
 
     def exists(self, digest: str) -> bool:
         return self._path(digest).exists()
@@ -116,7 +136,7 @@ class FsspecArtifactStore(ArtifactStore):
         _check_digest(digest)
         return f"{self._prefix}/blobs/{digest[:2]}/{digest[2:]}"
 
-    def put_file(self, path: Path, digest: str | None = None) -> str:
+    def put_file(self, path: Path, digest: str | None = None, *, move: bool = False) -> str:
         digest = digest or sha256_file(path)
         key = self._key(digest)
         try:
