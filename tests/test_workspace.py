@@ -67,8 +67,9 @@ def test_unknown_or_malformed_settings_are_refused(tmp_path: Path) -> None:
 
 
 def test_workspace_on_s3_artifacts(
-    tmp_path: Path, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, s3_endpoint: str, metadata_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("FERMION_METADATA_URL", metadata_url)
     monkeypatch.setenv("FERMION_ARTIFACTS_URL", f"s3://fermion/{tmp_path.name}")
     monkeypatch.setenv("FERMION_ARTIFACTS_ENDPOINT_URL", s3_endpoint)
     csv = tmp_path / "d.csv"

@@ -125,3 +125,41 @@ def test_no_workspace_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.Monke
     result = CliRunner().invoke(app, ["data", "list"])
     assert result.exit_code == 2
     assert "fermion init" in result.stderr
+
+
+def test_sql_tsv_and_explicit_encoding(cli: CliRunner, workspace_dir: Path) -> None:
+    import sqlite3
+
+    with sqlite3.connect(workspace_dir / "shop.db") as conn:
+        conn.execute("create table orders (id integer, total real)")
+        conn.executemany("insert into orders values (?, ?)", [(1, 9.5), (2, 12.0), (3, 1.25)])
+    added = _json(
+        cli,
+        "data",
+        "add",
+        "--name",
+        "orders",
+        "--sql",
+        "select * from orders where total > 2",
+        "--url",
+        "sqlite:///shop.db",
+    )
+    assert isinstance(added, dict) and added["record"]["num_rows"] == 2
+    (workspace_dir / "t.tsv").write_text("a\tb\n1\tx\n2\ty\n", encoding="utf-8")
+    assert "2 rows, 2 columns" in _ok(cli, "data", "add", "t.tsv", "--name", "t")
+    (workspace_dir / "latin.csv").write_bytes("name;city\nJosé;Málaga\n".encode("cp1252"))
+    _ok(
+        cli,
+        "data",
+        "add",
+        "latin.csv",
+        "--name",
+        "latin",
+        "--encoding",
+        "cp1252",
+        "--delimiter",
+        ";",
+    )
+    shown = _json(cli, "data", "show", "latin")
+    assert isinstance(shown, dict)
+    assert shown["record"]["profile"]["columns"][1]["top_values"][0][0] == "Málaga"

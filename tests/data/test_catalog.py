@@ -180,3 +180,19 @@ def test_python_api_finds_the_workspace_from_the_cwd(workspace: Workspace, tmp_p
 
     dataset = fermion.datasets.add(_csv(tmp_path), name="credit")
     assert fermion.datasets.get("credit").ref == dataset.ref == "credit:1"
+
+
+def test_failed_metadata_write_removes_the_new_blob(
+    workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fermion.errors import StorageError
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise StorageError("database went away")
+
+    monkeypatch.setattr(workspace.storage.datasets, "add_version", refuse)
+    with pytest.raises(StorageError, match="went away"):
+        workspace.datasets.add(_csv(tmp_path), name="credit")
+    assert _blobs(workspace) == []
+    monkeypatch.undo()
+    assert workspace.datasets.list() == []
