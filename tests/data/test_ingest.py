@@ -10,7 +10,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from fermion.data.ingest import ingest_file, ingest_sql
+from fermion.data import csv_reader
+from fermion.data.ingest import ingest_file, ingest_file_described, ingest_sql
+from fermion.data.profile import describe_parquet
 from fermion.errors import FermionError, InvalidInputError, NotFoundError
 
 
@@ -146,6 +148,84 @@ def test_output_bytes_are_deterministic(tmp_path: Path) -> None:
     assert len(digests) == 1
 
 
+SAME_BYTES = {
+    "dates.csv": "id,day,v\n"
+    + "".join(f"{i},2024-01-{i % 28 + 1:02d},{i / 3}\n" for i in range(500)),
+    "blanks.csv": "a,b,c\r\n1,x,\r\n\r\n,,\r\n2,y,NA\r\n\r\n",
+    "quoted.csv": 'a,b\n1,"x, y"\n2,\n3,"p\nq"\n',
+    "wide.csv": "k,v,w\n"
+    + "".join(f"{i},{i * 0.5},{'s' if i % 9 else ''}{i % 7}\n" for i in range(70_000)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SAME_BYTES))
+def test_in_memory_and_streamed_ingest_write_the_same(tmp_path: Path, name: str) -> None:
+    source = write(tmp_path / name, SAME_BYTES[name])
+    streamed = ingest_file_described(source, tmp_path / "s.parquet", memory_budget=0)
+    in_memory = ingest_file_described(source, tmp_path / "m.parquet", memory_budget=1 << 30)
+    assert (tmp_path / "s.parquet").read_bytes() == (tmp_path / "m.parquet").read_bytes()
+    assert streamed == in_memory
+    assert (in_memory.schema, in_memory.profile) == describe_parquet(tmp_path / "m.parquet")
+    assert in_memory.description == ingest_file(source, tmp_path / "plain.parquet")
+
+
+def test_memory_budget_is_bounded() -> None:
+    assert 0 < csv_reader.memory_budget() <= csv_reader.MEMORY_CAP
+
+
+SHORT_ROWS = [
+    ("a,b,c\n1,2,\n3,4\n5,6,7\n", 3),  # no quotes: the delimiter tally finds it
+    ('a,b,c\n1,"2",\n3,4\n5,6,7\n', 3),  # quotes: the line scan finds it
+    ("a,b,c\n1,2,\n\n3,4\n\n5,,\n", 4),  # blank lines, and a short one
+    ("a,b,c\r\n1,2,\r\n\r\n3,4\r\n", 4),
+]
+
+
+@pytest.mark.parametrize(("text", "line"), SHORT_ROWS)
+@pytest.mark.parametrize("chunk", [2, 1 << 20])
+@pytest.mark.parametrize("budget", [0, None], ids=["streamed", "in-memory"])
+def test_short_row_is_found(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    text: str,
+    line: int,
+    chunk: int,
+    budget: int | None,
+) -> None:
+    monkeypatch.setattr(csv_reader, "TALLY_CHUNK", chunk)
+    source = write(tmp_path / "s.csv", text)
+    with pytest.raises(InvalidInputError, match=f"line {line} has 2 fields, but the header has 3"):
+        ingest_file(source, tmp_path / "out" / "x.parquet", memory_budget=budget)
+    assert_clean(tmp_path / "out")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a,b,c\n1,2,\n\n\n3,4,NA\n\n",
+        "a,b,c\r\n1,2,\r\n\r\n3,4,\r\n\r\n",
+        "a;b\n1;\n\n2;NA",
+    ],
+)
+@pytest.mark.parametrize("chunk", [1, 2, 3, 1 << 20])
+@pytest.mark.parametrize("budget", [0, None], ids=["streamed", "in-memory"])
+def test_missing_last_fields_are_not_short_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, chunk: int, budget: int | None
+) -> None:
+    monkeypatch.setattr(csv_reader, "TALLY_CHUNK", chunk)
+
+    def slow_scan(*args: object) -> None:
+        raise AssertionError("the delimiter tally should have settled it")
+
+    if budget is None:  # a streamed file is scanned line by line
+        monkeypatch.setattr(csv_reader.sniff, "ragged_line", slow_scan)
+    dest = tmp_path / "out.parquet"
+    ingest_file(write(tmp_path / "m.csv", text), dest, memory_budget=budget)
+    frame = pl.read_parquet(dest)
+    assert frame.height == 2
+    assert frame[:, -1].null_count() == 2
+
+
 def test_sql_from_sqlite(tmp_path: Path) -> None:
     database = tmp_path / "shop.db"
     with sqlite3.connect(database) as connection:
@@ -197,11 +277,12 @@ BAD_CSV = [
 ]
 
 
+@pytest.mark.parametrize("budget", [0, None], ids=["streamed", "in-memory"])
 @pytest.mark.parametrize(("name", "text", "message"), BAD_CSV)
-def test_bad_csv(tmp_path: Path, name: str, text: str, message: str) -> None:
+def test_bad_csv(tmp_path: Path, name: str, text: str, message: str, budget: int | None) -> None:
     source = write(tmp_path / name, text)
     with pytest.raises(InvalidInputError, match=message) as caught:
-        ingest_file(source, tmp_path / "out" / "x.parquet")
+        ingest_file(source, tmp_path / "out" / "x.parquet", memory_budget=budget)
     assert str(source) in str(caught.value)
     assert "\n" not in str(caught.value)
     assert_clean(tmp_path / "out")

@@ -20,11 +20,18 @@ import polars as pl
 from fermion.data.clean import Recipe, apply_recipe
 from fermion.data.dataset import Dataset
 from fermion.data.diff import VersionDiff, diff_versions
-from fermion.data.ingest import ingest_file, ingest_sql
+from fermion.data.ingest import ingest_file_described, ingest_sql
 from fermion.data.profile import describe_parquet
 from fermion.data.split import SplitSpec, assign_parts
 from fermion.data.validate import RuleSet, ValidationReport, validate_frame
-from fermion.entities import DatasetRef, DatasetSummary, DatasetVersion, SplitRecord
+from fermion.entities import (
+    ColumnSchema,
+    DatasetRef,
+    DatasetSummary,
+    DatasetVersion,
+    Profile,
+    SplitRecord,
+)
 from fermion.entities.dataset import check_name
 from fermion.errors import ConflictError, InvalidInputError
 from fermion.storage import NewVersion, Storage
@@ -85,11 +92,17 @@ class DatasetCatalog:
                 if not url:
                     raise InvalidInputError("a SQL query needs the database URL (--url)")
                 info = ingest_sql(sql, url, dest)
-            else:
-                info = ingest_file(
-                    Path(source or ""), dest, fmt=format, delimiter=delimiter, encoding=encoding
-                )
-            return self._record(dest, name=name, operation="ingest", source=info)
+                return self._record(dest, name=name, operation="ingest", source=info)
+            ingested = ingest_file_described(
+                Path(source or ""), dest, fmt=format, delimiter=delimiter, encoding=encoding
+            )
+            return self._record(
+                dest,
+                name=name,
+                operation="ingest",
+                source=ingested.description,
+                described=(ingested.schema, ingested.profile),
+            )
 
     def clean(
         self, ref: str, recipe: Recipe | Path | str | Mapping[str, Any], *, name: str | None = None
@@ -130,15 +143,17 @@ class DatasetCatalog:
         source: dict[str, Any],
         parent: DatasetVersion | None = None,
         derivation_key: str | None = None,
+        described: tuple[tuple[ColumnSchema, ...], Profile] | None = None,
     ) -> Dataset:
+        """`described`: the schema and profile of `parquet`, if known; else they are read."""
         digest = sha256_file(parquet)
         existing = self._store.find_version(name, content_hash=digest)
         if existing is not None:
             return Dataset(existing, self._storage)
-        schema, profile = describe_parquet(parquet)
+        schema, profile = described or describe_parquet(parquet)
         artifacts = self._storage.artifacts
         blob_was_there = artifacts.exists(digest)
-        artifacts.put_file(parquet, digest)
+        artifacts.put_file(parquet, digest, move=True)
         try:
             record, created = self._store.add_version(
                 NewVersion(

@@ -1,6 +1,8 @@
 """Turn a CSV/TSV, JSON Lines or Parquet file, or a SQL query, into one Parquet file.
 
-Files are streamed through Polars' streaming engine, so a file larger than memory ingests.
+Files are streamed through Polars' streaming engine, so a file larger than memory ingests;
+a CSV that fits `csv_reader.memory_budget()` is read in memory once instead, with the same
+output.
 The output is zstd Parquet with fixed row groups, so the same input always gives the same
 bytes: callers content-address it. Every failure is an `InvalidInputError` (a missing file
 is `NotFoundError`) with one line naming the file and, where it can be found, the line and
@@ -13,25 +15,35 @@ import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from fermion.data import sniff
+from fermion.data.csv_reader import (
+    INFER_ROWS,
+    READ_ERRORS,
+    csv_to_parquet,
+    memory_budget,
+    write_parquet,
+)
+from fermion.data.profile import describe_frame, describe_parquet
+from fermion.entities import ColumnSchema, Profile
 from fermion.errors import InvalidInputError, MissingDependencyError, NotFoundError
 
 FORMATS = ("csv", "tsv", "parquet", "jsonl")
-INFER_ROWS = 10_000
 SQL_BATCH_ROWS = 100_000
-MIXED_SHARE = 0.9  # a text column this numeric is a numeric column with typos in it
-SAMPLE_NUMERIC_SHARE = 0.5
-DATE_LIKE = r"^\s*\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}"
-ROW_GROUP_ROWS = 128 * 1024
-ZSTD_LEVEL = 1  # a third faster to write than the default level, a few per cent larger
 
-# Polars raises these, and panics as a BaseException; none may escape raw.
-_READ_ERRORS = (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError, ValueError)
+
+@dataclass(frozen=True)
+class Ingested:
+    """What `ingest_file_described` returns: the description, schema and profile."""
+
+    description: dict[str, Any]
+    schema: tuple[ColumnSchema, ...]
+    profile: Profile
 
 
 def ingest_file(
@@ -41,6 +53,7 @@ def ingest_file(
     fmt: str | None = None,
     delimiter: str | None = None,
     encoding: str | None = None,
+    memory_budget: int | None = None,
 ) -> dict[str, Any]:
     """Write the rows of `path` to the Parquet file `dest`; return a JSON-able description.
 
@@ -48,8 +61,41 @@ def ingest_file(
     .pq .jsonl .ndjson). CSV: the delimiter and encoding are sniffed unless given, the
     tokens in `sniff.NULL_TOKENS` are missing, column names are stripped, blank lines
     (and rows with every field missing) are skipped, and types are inferred from the first
-    10,000 rows. `dest` appears only on success.
+    10,000 rows. A CSV of at most `memory_budget` bytes (default: `csv_reader.memory_budget()`)
+    is read in memory, a larger one streamed; the output is the same. `dest` appears only
+    on success.
     """
+    return _ingest(path, dest, fmt, delimiter, encoding, memory_budget, describe=False)[0]
+
+
+def ingest_file_described(
+    path: Path,
+    dest: Path,
+    *,
+    fmt: str | None = None,
+    delimiter: str | None = None,
+    encoding: str | None = None,
+    memory_budget: int | None = None,
+) -> Ingested:
+    """`ingest_file`, plus `describe_parquet` of `dest`: from the rows in memory where the
+    CSV was read in memory, so that the Parquet file is not read back."""
+    description, described = _ingest(
+        path, dest, fmt, delimiter, encoding, memory_budget, describe=True
+    )
+    assert described is not None
+    return Ingested(description, *described)
+
+
+def _ingest(
+    path: Path,
+    dest: Path,
+    fmt: str | None,
+    delimiter: str | None,
+    encoding: str | None,
+    budget: int | None,
+    *,
+    describe: bool,
+) -> tuple[dict[str, Any], tuple[tuple[ColumnSchema, ...], Profile] | None]:
     source = _existing_file(path)
     kind = _format_of(source, fmt)
     if delimiter is not None and (len(delimiter) != 1 or delimiter in '"\r\n'):
@@ -61,17 +107,27 @@ def ingest_file(
         "encoding": None,
         "size_bytes": source.stat().st_size,
     }
+    described = None
     with _staged(dest) as (staged, work):
+        frame = None
         if kind == "parquet":
             _sink(_renamed(pl.scan_parquet(source), source), staged, source, kind)
             _check_not_empty(staged, source)
         elif kind == "jsonl":
             description["encoding"] = _ingest_jsonl(source, staged, work, encoding)
         else:
-            description["delimiter"], description["encoding"] = _ingest_csv(
-                source, staged, work, kind, delimiter, encoding
+            description["delimiter"], description["encoding"], frame = _ingest_csv(
+                source,
+                staged,
+                work,
+                kind,
+                delimiter,
+                encoding,
+                memory_budget() if budget is None else budget,
             )
-    return description
+        if describe:
+            described = describe_parquet(staged) if frame is None else describe_frame(frame.lazy())
+    return description, described
 
 
 def ingest_sql(query: str, url: str, dest: Path) -> dict[str, Any]:
@@ -137,7 +193,7 @@ def _fetch_parts(engine: Any, query: str, work: Path) -> list[Path]:
                     infer_schema_length=None,
                 )
                 frame.write_parquet(part)
-            except _READ_ERRORS as exc:
+            except READ_ERRORS as exc:
                 raise InvalidInputError(
                     f"query result cannot be stored: {sniff.first_line(str(exc))}"
                 ) from None
@@ -187,17 +243,10 @@ def _staged(dest: Path) -> Iterator[tuple[Path, Path]]:
         os.replace(staged, dest)
 
 
-def write_parquet(frame: pl.LazyFrame, staged: Path) -> None:
-    """Stream `frame` to Parquet; fixed settings, so equal frames give equal bytes."""
-    frame.sink_parquet(
-        staged, compression="zstd", compression_level=ZSTD_LEVEL, row_group_size=ROW_GROUP_ROWS
-    )
-
-
 def _sink(frame: pl.LazyFrame, staged: Path, source: Path, kind: str) -> None:
     try:
         write_parquet(frame, staged)
-    except _READ_ERRORS as exc:
+    except READ_ERRORS as exc:
         raise InvalidInputError(
             f"{source}: cannot read it as {kind}: {sniff.first_line(str(exc))}"
         ) from None
@@ -207,7 +256,7 @@ def _renamed(frame: pl.LazyFrame, source: Path) -> pl.LazyFrame:
     """Strip column names, refusing empty and duplicate ones."""
     try:
         names = frame.collect_schema().names()
-    except _READ_ERRORS as exc:
+    except READ_ERRORS as exc:
         raise InvalidInputError(f"{source}: cannot read it: {sniff.first_line(str(exc))}") from None
     stripped = sniff.check_names([name.strip() for name in names], source)
     if stripped == names:
@@ -262,96 +311,13 @@ def _ingest_csv(
     kind: str,
     delimiter: str | None,
     encoding: str | None,
-) -> tuple[str, str]:
+    budget: int,
+) -> tuple[str, str, pl.DataFrame | None]:
+    """(delimiter, encoding, the rows if they were read in memory)."""
     chosen, text = _encoding_of(source, encoding)
     if delimiter is None:
         delimiter = "\t" if kind == "tsv" else sniff.sniff_delimiter(text)
     readable = _readable_utf8(source, chosen, work, bom_ok=True)
     names = sniff.read_header(readable, delimiter, source)
-
-    def scan(*, dates: bool) -> pl.LazyFrame:
-        return pl.scan_csv(
-            readable,
-            separator=delimiter,
-            null_values=list(sniff.NULL_TOKENS),
-            infer_schema_length=INFER_ROWS,
-            new_columns=names,
-            try_parse_dates=dates,
-        )
-
-    try:
-        # Polars' date inference is slow on every text column: ask only if a value looks so
-        head = scan(dates=False).head(INFER_ROWS).collect()
-        dates = any(
-            head[name].drop_nulls().head(100).str.contains(DATE_LIKE).any()
-            for name, dtype in head.schema.items()
-            if dtype == pl.String
-        )
-        frame = scan(dates=dates).filter(~pl.all_horizontal(pl.all().is_null()))
-        write_parquet(frame, staged)
-    except _READ_ERRORS as exc:
-        raise sniff.csv_error(str(exc), source, readable, delimiter, names) from None
-    _check_csv_output(staged, source, readable, delimiter, names, _numeric_looking(head))
-    return delimiter, chosen
-
-
-def _numeric_looking(head: pl.DataFrame) -> list[str]:
-    """Text columns whose first rows are at least half numbers: candidates for mixed types."""
-    texts = [name for name, dtype in head.schema.items() if dtype == pl.String]
-    shares = head.select(
-        (_as_number(name).count() / pl.col(name).count().clip(1)).alias(name) for name in texts
-    )
-    return [name for name in texts if (shares[name].item() or 0.0) >= SAMPLE_NUMERIC_SHARE]
-
-
-def _check_csv_output(
-    staged: Path,
-    source: Path,
-    readable: Path,
-    delimiter: str,
-    names: list[str],
-    candidates: list[str],
-) -> None:
-    """Refuse no rows, short rows, and text columns that are numbers but for a few values.
-
-    One pass over the fresh Parquet. Polars pads a short row with nulls, so the lines are
-    checked only when the last column has nulls. A text column is checked for mixed types
-    only if its first rows were at least half numbers (`candidates`).
-    """
-    output = pl.scan_parquet(staged)
-    stats = (
-        output.select(
-            pl.len().alias("__rows"),
-            pl.col(names[-1]).null_count().alias("__last_nulls"),
-            *[pl.col(name).count().alias(f"n:{name}") for name in candidates],
-            *[_as_number(name).count().alias(f"x:{name}") for name in candidates],
-        )
-        .collect()
-        .row(0, named=True)
-    )
-    if stats["__rows"] == 0:
-        raise InvalidInputError(f"{source}: the file has a header but no rows")
-    if len(names) > 1 and stats["__last_nulls"]:
-        ragged = sniff.ragged_line(readable, delimiter, len(names))
-        if ragged is not None:
-            raise sniff.ragged_error(source, ragged, len(names))
-    for name in candidates:
-        count, numbers = stats[f"n:{name}"], stats[f"x:{name}"]
-        if count and MIXED_SHARE * count <= numbers < count:
-            value = (
-                output.select(name)
-                .filter(pl.col(name).is_not_null() & _as_number(name).is_null())
-                .head(1)
-                .collect()
-                .item()
-            )
-            line = sniff.line_of_value(readable, delimiter, names.index(name), value)
-            where = f"line {line}, " if line is not None else ""
-            raise InvalidInputError(
-                f"{source}: {where}column {name!r}: mixed types: {numbers} of {count} values "
-                f"are numbers but {value!r} is not"
-            )
-
-
-def _as_number(name: str) -> pl.Expr:
-    return pl.col(name).str.strip_chars().cast(pl.Float64, strict=False)
+    frame = csv_to_parquet(readable, staged, source, delimiter, names, budget)
+    return delimiter, chosen, frame

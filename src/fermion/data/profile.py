@@ -1,4 +1,4 @@
-"""Column statistics of a Parquet file, in two lazy passes over `pl.scan_parquet`.
+"""Column statistics of a Parquet file or frame, in two lazy passes over it.
 
 A column is low-cardinality when its first SAMPLE_ROWS rows hold at most LOW_CARDINALITY
 distinct values. Pass one is one `select` of every aggregate: counts, min/max, mean, std,
@@ -54,7 +54,11 @@ def profile_parquet(path: Path, schema: tuple[ColumnSchema, ...]) -> Profile:
 
 def describe_parquet(path: Path) -> tuple[tuple[ColumnSchema, ...], Profile]:
     """`infer_schema` and `profile_parquet` in one go, sharing their passes."""
-    frame = schemas.scan(path)
+    return describe_frame(schemas.scan(path))
+
+
+def describe_frame(frame: pl.LazyFrame) -> tuple[tuple[ColumnSchema, ...], Profile]:
+    """`describe_parquet` of the rows of `frame`: a scan, or an in-memory frame's `.lazy()`."""
     dtypes = frame.collect_schema()
     stats, counts, hists = _passes(frame, dtypes)
     inferred = schemas.from_stats(dtypes, stats)
@@ -75,7 +79,7 @@ def _passes(
     frame: pl.LazyFrame, dtypes: Mapping[str, pl.DataType]
 ) -> tuple[dict[str, Any], dict[str, pl.DataFrame], dict[str, pl.DataFrame]]:
     """(aggregates, value counts of low-cardinality columns, histogram bin counts)."""
-    low = set(schemas.head_distinct(frame, dtypes, LOW_CARDINALITY))
+    low = schemas.head_distinct(frame, dtypes, LOW_CARDINALITY)
     rows = frame.select(pl.len()).collect().item()
     step = max(1, rows // QUANTILE_SAMPLE)
     exprs: list[pl.Expr] = [pl.len().alias("rows")]
@@ -104,19 +108,21 @@ def _passes(
                         f"quantiles:{name}"
                     )
                 )
-    stats: dict[str, Any] = frame.select(exprs).collect().row(0, named=True)
-    queries = {name: _value_counts(frame, name, dtypes[name]) for name in low}
+    # the value counts do not need the aggregates: one batch keeps both cores busy
+    first = pl.collect_all(
+        [frame.select(exprs), *(_value_counts(frame, n, dtypes[n]) for n in low)]
+    )
+    stats: dict[str, Any] = first[0].row(0, named=True)
+    counts = dict(zip(low, first[1:], strict=True))
     binned = [
         name
         for name, dtype in dtypes.items()
         if _is_numeric(dtype) and name not in low and stats[f"lo:{name}"] is not None
     ]
-    queries |= {f"hist:{name}": _histogram(frame, name, _edges(stats, name)) for name in binned}
-    results = dict(zip(queries, pl.collect_all(queries.values()), strict=True))
-    counts = {name: results[name] for name in low}
+    queries = [_histogram(frame, name, _edges(stats, name)) for name in binned]
+    hists = dict(zip(binned, pl.collect_all(queries), strict=True))
     for name, table in counts.items():
         stats[f"distinct:{name}"] = table.height
-    hists = {name: results[f"hist:{name}"] for name in binned}
     return stats, counts, hists
 
 

@@ -1,0 +1,240 @@
+"""A UTF-8 CSV file to one Parquet file: read in memory when it is small, else streamed.
+
+A file no larger than `memory_budget()` is parsed once with `pl.read_csv`; the checks run
+on that frame, and the caller may describe it (schema, profile) without reading the
+Parquet back. A larger file is streamed (`pl.scan_csv` -> `sink_parquet`), so a file
+larger than memory ingests, and is checked in one pass over the written Parquet. Both
+paths read with the same options and write through `write_parquet`, so they write the
+same bytes for the same file: callers content-address the output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+from pathlib import Path
+
+import polars as pl
+
+from fermion.data import sniff
+from fermion.errors import InvalidInputError
+
+INFER_ROWS = 10_000
+MIXED_SHARE = 0.9  # a text column this numeric is a numeric column with typos in it
+SAMPLE_NUMERIC_SHARE = 0.5
+DATE_LIKE = r"^\s*\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}"
+ROW_GROUP_ROWS = 128 * 1024
+ZSTD_LEVEL = 1  # a third faster to write than the default level, a few per cent larger
+MEMORY_CAP = 2 * 1024**3
+# A parsed frame can take ~4x its CSV (a 2-byte field becomes an 8-byte integer), plus
+# the Parquet writer's buffers: so at most an eighth of RAM, a quarter of a data limit.
+RAM_SHARE = 8
+LIMIT_SHARE = 4
+TALLY_CHUNK = 8 * 1024 * 1024
+
+# Polars raises these, and panics as a BaseException; none may escape raw.
+READ_ERRORS = (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError, ValueError)
+
+
+def memory_budget() -> int:
+    """The largest CSV, in bytes, that is read in memory rather than streamed.
+
+    min(2 GiB, physical RAM / 8, the process's data or address-space limit / 4, the
+    cgroup's memory limit / 8): whichever of these the platform reports.
+    """
+    budgets = [MEMORY_CAP]
+    with contextlib.suppress(AttributeError, ValueError, OSError):  # no sysconf on Windows
+        budgets.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // RAM_SHARE)
+    if sys.platform != "win32":
+        import resource
+
+        for kind in (resource.RLIMIT_DATA, resource.RLIMIT_AS):
+            soft = resource.getrlimit(kind)[0]
+            if soft != resource.RLIM_INFINITY:
+                budgets.append(soft // LIMIT_SHARE)
+    try:
+        cgroup = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+    except OSError:
+        cgroup = "max"
+    if cgroup.isdigit():
+        budgets.append(int(cgroup) // RAM_SHARE)
+    return max(0, min(budgets))
+
+
+def write_parquet(frame: pl.LazyFrame, staged: Path) -> None:
+    """Stream `frame` to Parquet; fixed settings, so equal frames give equal bytes."""
+    frame.sink_parquet(
+        staged, compression="zstd", compression_level=ZSTD_LEVEL, row_group_size=ROW_GROUP_ROWS
+    )
+
+
+def csv_to_parquet(
+    readable: Path, staged: Path, source: Path, delimiter: str, names: list[str], budget: int
+) -> pl.DataFrame | None:
+    """Write the rows of the UTF-8 CSV `readable` to `staged`; errors name `source`.
+
+    Returns the rows written when the file (at most `budget` bytes) was read in memory,
+    None when it was streamed. Rows with every field missing are dropped.
+    """
+
+    def scan(*, dates: bool) -> pl.LazyFrame:
+        return pl.scan_csv(
+            readable,
+            separator=delimiter,
+            null_values=list(sniff.NULL_TOKENS),
+            infer_schema_length=INFER_ROWS,
+            new_columns=names,
+            try_parse_dates=dates,
+        )
+
+    blank = pl.all_horizontal(pl.all().is_null())
+    frame: pl.DataFrame | None = None
+    try:
+        # Polars' date inference is slow on every text column: ask only if a value looks so
+        head = scan(dates=False).head(INFER_ROWS).collect()
+        dates = any(
+            head[name].drop_nulls().head(100).str.contains(DATE_LIKE).any()
+            for name, dtype in head.schema.items()
+            if dtype == pl.String
+        )
+        if readable.stat().st_size <= budget:
+            frame = pl.read_csv(
+                readable,
+                separator=delimiter,
+                null_values=list(sniff.NULL_TOKENS),
+                infer_schema_length=INFER_ROWS,
+                new_columns=names,
+                try_parse_dates=dates,
+            )
+            records = frame.height
+            if frame.select(blank.any()).item():  # filter only then: it copies the frame
+                frame = frame.filter(~blank)
+            empty = records - frame.height
+            output = frame.lazy()
+        else:
+            write_parquet(scan(dates=dates).filter(~blank), staged)
+            output = pl.scan_parquet(staged)
+    except READ_ERRORS as exc:
+        raise sniff.csv_error(str(exc), source, readable, delimiter, names) from None
+    checks = _Checks(source, readable, delimiter, names)
+    checks.run(output, _numeric_looking(head), None if frame is None else (records, empty))
+    if frame is not None:
+        write_parquet(output, staged)
+    return frame
+
+
+class _Checks:
+    """Refuse no rows, short rows, and text columns that are numbers but for a few values."""
+
+    def __init__(self, source: Path, readable: Path, delimiter: str, names: list[str]) -> None:
+        self.source, self.readable, self.delimiter, self.names = source, readable, delimiter, names
+
+    def run(
+        self, output: pl.LazyFrame, candidates: list[str], records: tuple[int, int] | None
+    ) -> None:
+        """One pass over `output`, the rows as written.
+
+        Polars pads a short row with nulls, so lines are looked at only when the last
+        column has nulls: first, if the file was read in memory, by a delimiter tally
+        (`records`: rows read, and rows of nulls among them), then line by line if needed. A
+        text column is checked for mixed types only if its first rows were at least half
+        numbers (`candidates`).
+        """
+        names = self.names
+        stats = (
+            output.select(
+                pl.len().alias("__rows"),
+                pl.col(names[-1]).null_count().alias("__last_nulls"),
+                *[pl.col(name).count().alias(f"n:{name}") for name in candidates],
+                *[_as_number(name).count().alias(f"x:{name}") for name in candidates],
+            )
+            .collect()
+            .row(0, named=True)
+        )
+        if stats["__rows"] == 0:
+            raise InvalidInputError(f"{self.source}: the file has a header but no rows")
+        if len(names) > 1 and stats["__last_nulls"]:
+            tallied = records is not None and _no_short_rows(
+                self.readable, self.delimiter, len(names), records
+            )
+            ragged = (
+                None if tallied else sniff.ragged_line(self.readable, self.delimiter, len(names))
+            )
+            if ragged is not None:
+                raise sniff.ragged_error(self.source, ragged, len(names))
+        for name in candidates:
+            count, numbers = stats[f"n:{name}"], stats[f"x:{name}"]
+            if count and MIXED_SHARE * count <= numbers < count:
+                self._mixed(output, name, count, numbers)
+
+    def _mixed(self, output: pl.LazyFrame, name: str, count: int, numbers: int) -> None:
+        value = (
+            output.select(name)
+            .filter(pl.col(name).is_not_null() & _as_number(name).is_null())
+            .head(1)
+            .collect()
+            .item()
+        )
+        line = sniff.line_of_value(self.readable, self.delimiter, self.names.index(name), value)
+        where = f"line {line}, " if line is not None else ""
+        raise InvalidInputError(
+            f"{self.source}: {where}column {name!r}: mixed types: {numbers} of {count} values "
+            f"are numbers but {value!r} is not"
+        )
+
+
+def _no_short_rows(path: Path, delimiter: str, width: int, records: tuple[int, int]) -> bool:
+    """True if no line of `path` is short; False if it has quotes or may have one.
+
+    `records`: the rows Polars read (a blank line reads as a row of nulls) and how many
+    of them were all nulls. Without quotes a record is a line, and Polars refuses a line
+    with too many fields, so the header and each non-blank line hold exactly `width - 1`
+    delimiters if and only if the file's delimiters add up to that. One vectorised pass
+    in bounded chunks.
+    """
+    rows, empty = records
+    with path.open("rb") as handle:
+        tally = _tally(handle, ord(delimiter), blank_lines=empty > 0)
+    if tally is None:
+        return False
+    delimiters, blanks = tally
+    return delimiters == (width - 1) * (rows + 1 - blanks)
+
+
+def _tally(
+    handle: io.BufferedReader, separator: int, *, blank_lines: bool
+) -> tuple[int, int] | None:
+    """(delimiters, blank lines if asked for, else 0), or None if the file has a quote."""
+    import numpy as np  # here: its import costs memory the streamed path may not have
+
+    buffer = bytearray(TALLY_CHUNK + 2)  # 2 bytes carried over: a blank line may straddle
+    window = np.frombuffer(buffer, dtype=np.uint8)
+    delimiters = blanks = back = 0
+    while size := handle.readinto(memoryview(buffer)[2:]):
+        if buffer.find(b'"', 2, 2 + size) >= 0:
+            return None
+        part = window[2 - back : 2 + size]
+        delimiters += int(np.count_nonzero(part[back:] == separator))
+        if blank_lines:
+            newlines = np.flatnonzero(part == ord("\n"))
+            gaps, last = np.diff(newlines), newlines[1:]
+            crlf = (gaps == 2) & (part[last - 1] == ord("\r"))
+            blanks += int(np.count_nonzero((last >= back) & ((gaps == 1) | crlf)))
+        window[:2] = window[size : size + 2].copy()
+        back = min(back + size, 2)
+    return delimiters, blanks
+
+
+def _numeric_looking(head: pl.DataFrame) -> list[str]:
+    """Text columns whose first rows are at least half numbers: candidates for mixed types."""
+    texts = [name for name, dtype in head.schema.items() if dtype == pl.String]
+    shares = head.select(
+        (_as_number(name).count() / pl.col(name).count().clip(1)).alias(name) for name in texts
+    )
+    return [name for name in texts if (shares[name].item() or 0.0) >= SAMPLE_NUMERIC_SHARE]
+
+
+def _as_number(name: str) -> pl.Expr:
+    return pl.col(name).str.strip_chars().cast(pl.Float64, strict=False)
