@@ -151,6 +151,7 @@ class DatasetCatalog:
         if existing is not None:
             return Dataset(existing, self._storage)
         schema, profile = described or describe_parquet(parquet)
+        size_bytes = parquet.stat().st_size  # the store may take the file
         artifacts = self._storage.artifacts
         blob_was_there = artifacts.exists(digest)
         artifacts.put_file(parquet, digest, move=True)
@@ -161,7 +162,7 @@ class DatasetCatalog:
                     content_hash=digest,
                     num_rows=profile.num_rows,
                     num_columns=profile.num_columns,
-                    size_bytes=parquet.stat().st_size,
+                    size_bytes=size_bytes,
                     schema=schema,
                     profile=profile,
                     operation=operation,
