@@ -14,26 +14,10 @@ from typing import Any, ClassVar
 
 import polars as pl
 
+from fermion.data.schema import dtype_kind
 from fermion.data.spec_file import check_keys, check_names
 from fermion.entities import LogicalType
 from fermion.errors import InvalidInputError
-
-
-def logical_type(dtype: pl.DataType) -> LogicalType | None:
-    """The logical type of a Polars dtype, or None for nested and other exotic types."""
-    if dtype.is_integer():
-        return LogicalType.INTEGER
-    if dtype.is_float() or isinstance(dtype, pl.Decimal):
-        return LogicalType.FLOAT
-    if isinstance(dtype, pl.Boolean):
-        return LogicalType.BOOLEAN
-    if isinstance(dtype, pl.Categorical | pl.Enum):
-        return LogicalType.CATEGORICAL
-    if isinstance(dtype, pl.String):
-        return LogicalType.STRING
-    if isinstance(dtype, pl.Datetime | pl.Date):
-        return LogicalType.DATETIME
-    return None
 
 
 class Step(ABC):
@@ -86,7 +70,7 @@ def string_columns(schema: pl.Schema, columns: tuple[str, ...] | None) -> tuple[
     if columns is not None:
         return columns
     kinds = (LogicalType.STRING, LogicalType.CATEGORICAL)
-    return tuple(name for name, dtype in schema.items() if logical_type(dtype) in kinds)
+    return tuple(name for name, dtype in schema.items() if dtype_kind(dtype) in kinds)
 
 
 @dataclass(frozen=True)
@@ -258,7 +242,7 @@ class _TextStep(Step):
 
     def check(self, schema: pl.Schema) -> None:
         for column in string_columns(schema, self.columns):
-            kind = logical_type(schema[column])
+            kind = dtype_kind(schema[column])
             if kind not in (LogicalType.STRING, LogicalType.CATEGORICAL):
                 raise InvalidInputError(f"column {column!r} is {kind or schema[column]}, not text")
 

@@ -13,7 +13,8 @@ from typing import Any, ClassVar
 
 import polars as pl
 
-from fermion.data.cleaning_steps import Step, logical_type
+from fermion.data.cleaning_steps import Step
+from fermion.data.schema import dtype_kind
 from fermion.data.spec_file import check_names, check_number, check_scalar
 from fermion.entities import LogicalType
 from fermion.errors import InvalidInputError
@@ -24,7 +25,7 @@ _TEXT = (LogicalType.STRING, LogicalType.CATEGORICAL)
 
 def _check_fits(value: Any, column: str, dtype: pl.DataType) -> None:
     """Raise unless `value` (a scalar, or null) can stand in `column`."""
-    kind = logical_type(dtype)
+    kind = dtype_kind(dtype)
     if value is None:
         return
     if kind not in (*_NUMERIC, *_TEXT, LogicalType.BOOLEAN):
@@ -42,7 +43,7 @@ def _check_fits(value: Any, column: str, dtype: pl.DataType) -> None:
 
 def _check_numeric(columns: Sequence[str], schema: pl.Schema, why: str) -> None:
     for column in columns:
-        kind = logical_type(schema[column])
+        kind = dtype_kind(schema[column])
         if kind not in _NUMERIC:
             raise InvalidInputError(f"{why} needs a numeric column; {column!r} is {kind}")
 
@@ -188,7 +189,7 @@ class Cast(Step):
 
     def check(self, schema: pl.Schema) -> None:
         for column in self.columns:
-            if logical_type(schema[column]) is None:
+            if dtype_kind(schema[column]) is None:
                 raise InvalidInputError(f"cannot cast {schema[column]} column {column!r}")
 
     def apply(self, lf: pl.LazyFrame, schema: pl.Schema) -> pl.LazyFrame:
@@ -198,7 +199,7 @@ class Cast(Step):
 
 
 def _convert(col: pl.Expr, source: pl.DataType, target: LogicalType) -> pl.Expr:
-    is_text = logical_type(source) in (LogicalType.STRING, LogicalType.CATEGORICAL)
+    is_text = dtype_kind(source) in (LogicalType.STRING, LogicalType.CATEGORICAL)
     text = col.cast(pl.String).str.strip_chars()
     if target is LogicalType.INTEGER:
         return (text if is_text else col).cast(pl.Int64, strict=False)

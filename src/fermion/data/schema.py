@@ -90,8 +90,9 @@ def from_stats(
     )
 
 
-def logical_type(dtype: pl.DataType, rows: int, missing: int, distinct: int | None) -> LogicalType:
-    """The logical type of a column; `distinct` (non-null distinct values) matters for text."""
+def dtype_kind(dtype: pl.DataType) -> LogicalType | None:
+    """The logical type a Polars dtype stands for, text as STRING; None for nested and other
+    exotic types."""
     if dtype.is_integer():
         return LogicalType.INTEGER
     if dtype.is_float() or isinstance(dtype, pl.Decimal):
@@ -102,11 +103,19 @@ def logical_type(dtype: pl.DataType, rows: int, missing: int, distinct: int | No
         return LogicalType.DATETIME
     if isinstance(dtype, pl.Categorical | pl.Enum):
         return LogicalType.CATEGORICAL
-    if isinstance(dtype, pl.String) and distinct is not None:
+    if isinstance(dtype, pl.String):
+        return LogicalType.STRING
+    return None
+
+
+def logical_type(dtype: pl.DataType, rows: int, missing: int, distinct: int | None) -> LogicalType:
+    """The logical type of a column; `distinct` (non-null distinct values) matters for text."""
+    kind = dtype_kind(dtype)
+    if kind is LogicalType.STRING and distinct is not None:
         limit = max(2, min(CATEGORICAL_MAX, int(CATEGORICAL_SHARE * rows)))
         if 0 < distinct <= limit and distinct < rows - missing:
             return LogicalType.CATEGORICAL
-    return LogicalType.STRING
+    return kind or LogicalType.STRING
 
 
 def is_text(dtype: pl.DataType) -> bool:

@@ -14,7 +14,7 @@ from typing import Any
 
 import polars as pl
 
-from fermion.data.cleaning_steps import logical_type
+from fermion.data.schema import dtype_kind
 from fermion.data.schema import logical_type as infer_type
 from fermion.data.spec_file import check_number, check_scalar
 from fermion.entities import LogicalType
@@ -205,8 +205,8 @@ class Range(RowRule):
         return f"{self.column!r} in {_interval(self.min, self.max)}"
 
     def problem(self, schema: pl.Schema) -> str | None:
-        if self.column in schema and logical_type(schema[self.column]) not in _NUMERIC:
-            kind = logical_type(schema[self.column]) or schema[self.column]
+        if self.column in schema and dtype_kind(schema[self.column]) not in _NUMERIC:
+            kind = dtype_kind(schema[self.column]) or schema[self.column]
             return f"range needs a numeric column; {self.column!r} is {kind}"
         return super().problem(schema)
 
@@ -243,13 +243,13 @@ class Allowed(RowRule):
         return f"{self.column!r} is one of {list(self.values)}"
 
     def problem(self, schema: pl.Schema) -> str | None:
-        kind = logical_type(schema[self.column]) if self.column in schema else LogicalType.STRING
+        kind = dtype_kind(schema[self.column]) if self.column in schema else LogicalType.STRING
         if kind is None or kind is LogicalType.DATETIME:
             return f"allowed cannot check {kind or schema[self.column]} column {self.column!r}"
         return super().problem(schema)
 
     def failing(self, schema: pl.Schema) -> pl.Expr:
-        col, kind = pl.col(self.column), logical_type(schema[self.column])
+        col, kind = pl.col(self.column), dtype_kind(schema[self.column])
         if kind in _NUMERIC:
             numbers = [float(v) for v in self.values if _is_number(v)]
             values, as_type = pl.Series(numbers, dtype=pl.Float64), col.cast(pl.Float64)
@@ -285,7 +285,7 @@ class Regex(RowRule):
         return f"{self.column!r} matches {self.pattern!r}"
 
     def problem(self, schema: pl.Schema) -> str | None:
-        if self.column in schema and logical_type(schema[self.column]) is None:
+        if self.column in schema and dtype_kind(schema[self.column]) is None:
             return f"regex cannot check {schema[self.column]} column {self.column!r}"
         return super().problem(schema)
 
