@@ -148,8 +148,8 @@ class DatasetVersion:
     num_rows: int
     num_columns: int
     size_bytes: int
-    schema: tuple[ColumnSchema, ...]
-    profile: Profile
+    schema: tuple[ColumnSchema, ...] = field(repr=False)
+    profile: Profile = field(repr=False)
     operation: str  # "ingest", "clean", ...
     parent_id: int | None
     source: dict[str, Any]  # where it came from: path and format, SQL, or recipe
