@@ -170,3 +170,18 @@ def test_opening_twice_migrates_once(metadata_url: str) -> None:
         engine, datasets, _ = open_metadata(metadata_url)
         assert datasets.list_datasets() == []
         engine.dispose()
+
+
+def _open_and_count(url: str) -> int:
+    engine, datasets, _ = open_metadata(url)
+    try:
+        return len(datasets.list_datasets())
+    finally:
+        engine.dispose()
+
+
+def test_concurrent_processes_migrate_a_new_database_once(metadata_url: str) -> None:
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        assert pool.map(_open_and_count, [metadata_url] * 4) == [0, 0, 0, 0]
