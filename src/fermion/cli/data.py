@@ -10,7 +10,7 @@ from rich.table import Table
 
 from fermion.cli.app import new_app
 from fermion.cli.data_render import render_counts, render_diff, render_profile, render_validation
-from fermion.cli.output import console, print_json
+from fermion.cli.output import console, print_json, working
 from fermion.data.dataset import Dataset
 from fermion.workspace import Workspace
 
@@ -37,9 +37,16 @@ def add(
     """Add a file or a SQL query's result as a new dataset version."""
     with _workspace() as ws:
         before = {v.id for v in _versions_or_empty(ws, name)}
-        dataset = ws.datasets.add(
-            path, name=name, format=format, delimiter=delimiter, encoding=encoding, sql=sql, url=url
-        )
+        with working(f"ingesting {path or 'the query'}"):
+            dataset = ws.datasets.add(
+                path,
+                name=name,
+                format=format,
+                delimiter=delimiter,
+                encoding=encoding,
+                sql=sql,
+                url=url,
+            )
         created = dataset.record.id not in before
         if as_json:
             print_json({"created": created, **_version_json(dataset)})
@@ -193,7 +200,8 @@ def clean(
     """Apply a cleaning recipe; the result is a new version with lineage."""
     with _workspace() as ws:
         parent = ws.datasets.get(ref)
-        dataset = ws.datasets.clean(parent.ref, recipe, name=name)
+        with working(f"cleaning {parent.ref}"):
+            dataset = ws.datasets.clean(parent.ref, recipe, name=name)
         if as_json:
             print_json({"parent": parent.ref, **_version_json(dataset)})
             return
@@ -212,7 +220,8 @@ def validate(
     """Check a version against rules; exit code 1 when a rule fails."""
     with _workspace() as ws:
         dataset = ws.datasets.get(ref)
-        report = ws.datasets.validate(dataset.ref, rules)
+        with working(f"validating {dataset.ref}"):
+            report = ws.datasets.validate(dataset.ref, rules)
         if as_json:
             print_json({"ref": dataset.ref, **report.to_dict()})
         else:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
@@ -33,3 +35,14 @@ def fmt(value: Any, digits: int = 4) -> str:
         return f"{value:,}"
     text = str(value)
     return text if len(text) <= 24 else text[:23] + "…"
+
+
+@contextmanager
+def working(message: str) -> Iterator[None]:
+    """A spinner on stderr while a long step runs; nothing when stderr is not a terminal."""
+    err = Console(stderr=True)
+    if not err.is_terminal:
+        yield
+        return
+    with err.status(message):
+        yield
