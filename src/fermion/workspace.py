@@ -32,7 +32,11 @@ class Workspace:
     @classmethod
     def init(cls, directory: Path | None = None, *, exist_ok: bool = True) -> Workspace:
         """Create `.fermion/` with default settings in `directory` (default: the cwd)."""
-        root = (directory or Path.cwd()).resolve() / WORKSPACE_DIR
+        return cls.init_at((directory or Path.cwd()).resolve() / WORKSPACE_DIR, exist_ok=exist_ok)
+
+    @classmethod
+    def init_at(cls, root: Path, *, exist_ok: bool = True) -> Workspace:
+        """Create a workspace whose folder is `root` itself (what $FERMION_HOME names)."""
         settings_file = root / SETTINGS_FILE
         if settings_file.exists() and not exist_ok:
             raise ConflictError(f"a workspace already exists at {root}")

@@ -163,3 +163,14 @@ def test_sql_tsv_and_explicit_encoding(cli: CliRunner, workspace_dir: Path) -> N
     shown = _json(cli, "data", "show", "latin")
     assert isinstance(shown, dict)
     assert shown["record"]["profile"]["columns"][1]["top_values"][0][0] == "Málaga"
+
+
+def test_init_honours_fermion_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "team-workspace"
+    monkeypatch.setenv("FERMION_HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["init"])
+    assert result.exit_code == 0, result.output
+    assert (home / "fermion.toml").exists()
+    assert not (tmp_path / ".fermion").exists()
+    assert CliRunner().invoke(app, ["data", "list", "--json"]).stdout.strip() == "[]"

@@ -33,12 +33,21 @@ def root(
 
 @app.command("init")
 def init(
-    directory: Path = typer.Argument(Path("."), help="Where to create .fermion/."),
+    directory: Path = typer.Argument(
+        None, help="Where to create .fermion/ (default: $FERMION_HOME, else the current folder)."
+    ),
 ) -> None:
     """Create a workspace (.fermion/ with fermion.toml and an embedded SQLite store)."""
+    import os
+
     from fermion.workspace import Workspace
 
-    with Workspace.init(directory) as ws:
+    home = os.environ.get("FERMION_HOME")
+    if directory is None and home:
+        ws = Workspace.init_at(Path(home).expanduser().resolve())
+    else:
+        ws = Workspace.init(directory)
+    with ws:
         console().print(f"workspace ready at {ws.root}")
 
 
