@@ -156,3 +156,52 @@ def test_unreadable_parquet(tmp_path: Path) -> None:
         infer_schema(path)
     with pytest.raises(InvalidInputError, match="no such Parquet file"):
         describe_parquet(tmp_path / "missing.parquet")
+
+
+@pytest.mark.parametrize("low_cardinality", [profile.LOW_CARDINALITY, 0])
+def test_histogram_edges_skip_infinities(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, low_cardinality: int
+) -> None:
+    """Edges span the finite values; infinities count as values but fall in no bin."""
+    monkeypatch.setattr(profile, "LOW_CARDINALITY", low_cardinality)
+    inf = float("inf")
+    path = tmp_path / "inf.parquet"
+    pl.DataFrame(
+        {
+            "x": [-inf, 0.0, 1.0, 2.0, 4.0, inf, None],
+            "only": [inf, -inf, inf, None, None, None, None],
+            "i": [3, 1, 2, 2, 9, 5, 4],
+        }
+    ).write_parquet(path)
+    _, described = describe_parquet(path)
+    x = described.column("x")
+    assert (x.count, x.missing, x.min, x.max) == (6, 1, None, None)
+    assert x.histogram is not None
+    assert (x.histogram["edges"][0], x.histogram["edges"][-1]) == (0.0, 4.0)
+    assert x.histogram["counts"][0] == 1 and x.histogram["counts"][5] == 1
+    assert x.histogram["counts"][10] == 1 and x.histogram["counts"][19] == 1
+    assert sum(x.histogram["counts"]) == 4
+    only = described.column("only")
+    assert (only.count, only.histogram) == (3, None)
+    i = described.column("i")
+    assert (i.min, i.max, i.histogram is not None) == (1.0, 9.0, True)
+    assert i.histogram is not None and i.histogram["counts"][-1] == 1
+    assert sum(i.histogram["counts"]) == 7
+    json.dumps(described.to_dict(), allow_nan=False)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [[-1e308, 0.0, 1e308], [5e-324, 1e-323], [-1.7e308, 1.7e308, 1.7e308]],
+)
+def test_extreme_ranges_give_json_safe_histograms(tmp_path: Path, values: list[float]) -> None:
+    import math
+
+    path = tmp_path / "extreme.parquet"
+    pl.DataFrame({"x": values}).write_parquet(path)
+    _, described = describe_parquet(path)
+    histogram = described.column("x").histogram
+    assert histogram is not None
+    assert all(math.isfinite(edge) for edge in histogram["edges"])
+    assert sum(histogram["counts"]) == len(values)
+    json.dumps(described.to_dict(), allow_nan=False)
