@@ -54,13 +54,38 @@ def memory_budget() -> int:
             soft = resource.getrlimit(kind)[0]
             if soft != resource.RLIM_INFINITY:
                 budgets.append(soft // LIMIT_SHARE)
-    try:
-        cgroup = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-    except OSError:
-        cgroup = "max"
-    if cgroup.isdigit():
-        budgets.append(int(cgroup) // RAM_SHARE)
+    limit = cgroup_memory_limit()
+    if limit is not None:
+        budgets.append(limit // RAM_SHARE)
     return max(0, min(budgets))
+
+
+def cgroup_memory_limit(
+    proc_cgroup: Path = Path("/proc/self/cgroup"), hierarchy: Path = Path("/sys/fs/cgroup")
+) -> int | None:
+    """The memory limit of this process's cgroup (v2 `memory.max` or v1
+    `memory.limit_in_bytes`), or None where there is none or it cannot be read."""
+    try:
+        lines = proc_cgroup.read_text().splitlines()
+    except OSError:
+        return None
+    candidates = []
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        relative = path.lstrip("/")
+        if controllers == "":
+            candidates.append(hierarchy / relative / "memory.max")
+        elif "memory" in controllers.split(","):
+            candidates.append(hierarchy / "memory" / relative / "memory.limit_in_bytes")
+    for candidate in candidates:
+        try:
+            text = candidate.read_text().strip()
+        except OSError:
+            continue
+        # cgroup v1 writes "no limit" as a huge number near the largest page-aligned int64
+        if text.isdigit() and int(text) < 1 << 60:
+            return int(text)
+    return None
 
 
 def write_parquet(frame: pl.LazyFrame, staged: Path) -> None:
@@ -150,7 +175,7 @@ class _Checks:
                 *[pl.col(name).count().alias(f"n:{name}") for name in candidates],
                 *[_as_number(name).count().alias(f"x:{name}") for name in candidates],
             )
-            .collect()
+            .collect(engine="streaming")
             .row(0, named=True)
         )
         if stats["__rows"] == 0:
@@ -174,7 +199,7 @@ class _Checks:
             output.select(name)
             .filter(pl.col(name).is_not_null() & _as_number(name).is_null())
             .head(1)
-            .collect()
+            .collect(engine="streaming")
             .item()
         )
         line = sniff.line_of_value(self.readable, self.delimiter, self.names.index(name), value)

@@ -265,7 +265,7 @@ def _renamed(frame: pl.LazyFrame, source: Path) -> pl.LazyFrame:
 
 
 def _check_not_empty(staged: Path, source: Path) -> None:
-    if pl.scan_parquet(staged).select(pl.len()).collect().item() == 0:
+    if pl.scan_parquet(staged).select(pl.len()).collect(engine="streaming").item() == 0:
         raise InvalidInputError(f"{source}: the file holds no rows")
 
 

@@ -209,7 +209,7 @@ def ragged_line(path: Path, delimiter: str, width: int) -> tuple[int, int] | Non
                 quoted.any().alias("quoted"),
                 ((plain_fields != width) & ~blank & ~quoted).any().alias("plain"),
             )
-            .collect()
+            .collect(engine="streaming")
             .row(0, named=True)
         )
         suspect = bool(flags["plain"])
@@ -218,7 +218,7 @@ def ragged_line(path: Path, delimiter: str, width: int) -> tuple[int, int] | Non
             fields = outside.str.count_matches(delimiter, literal=True) + 1
             odd = line.filter(quoted).str.count_matches('"', literal=True) % 2 == 1
             check = ((fields != width) | odd).any()
-            suspect = bool(pl.scan_lines(path).select(check).collect().item())
+            suspect = bool(pl.scan_lines(path).select(check).collect(engine="streaming").item())
     except (pl.exceptions.PolarsError, OSError):
         suspect = True
     return ragged_record(path, delimiter, width) if suspect else None
