@@ -88,3 +88,16 @@ def test_unreachable_database_is_a_storage_error(
     monkeypatch.setenv("FERMION_METADATA_URL", "postgresql+psycopg://nobody@127.0.0.1:1/none")
     with pytest.raises(StorageError, match="cannot open the metadata store"):
         Workspace.init(tmp_path)
+
+
+def test_open_and_init_take_strings_and_an_explicit_path_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Workspace.init(str(tmp_path / "a")) as first:
+        assert first.root == tmp_path / "a" / ".fermion"
+    Workspace.init(tmp_path / "b").close()
+    monkeypatch.setenv("FERMION_HOME", str(tmp_path / "b" / ".fermion"))
+    with Workspace.open(str(tmp_path / "a")) as opened:
+        assert opened.root == tmp_path / "a" / ".fermion"
+    with Workspace.open() as from_env:
+        assert from_env.root == tmp_path / "b" / ".fermion"

@@ -30,13 +30,15 @@ class Workspace:
         self.storage: Storage = open_storage(settings)
 
     @classmethod
-    def init(cls, directory: Path | None = None, *, exist_ok: bool = True) -> Workspace:
+    def init(cls, directory: Path | str | None = None, *, exist_ok: bool = True) -> Workspace:
         """Create `.fermion/` with default settings in `directory` (default: the cwd)."""
-        return cls.init_at((directory or Path.cwd()).resolve() / WORKSPACE_DIR, exist_ok=exist_ok)
+        folder = Path(directory or Path.cwd()).expanduser().resolve()
+        return cls.init_at(folder / WORKSPACE_DIR, exist_ok=exist_ok)
 
     @classmethod
-    def init_at(cls, root: Path, *, exist_ok: bool = True) -> Workspace:
+    def init_at(cls, root: Path | str, *, exist_ok: bool = True) -> Workspace:
         """Create a workspace whose folder is `root` itself (what $FERMION_HOME names)."""
+        root = Path(root).expanduser().resolve()
         settings_file = root / SETTINGS_FILE
         if settings_file.exists() and not exist_ok:
             raise ConflictError(f"a workspace already exists at {root}")
@@ -46,9 +48,13 @@ class Workspace:
         return cls(Settings.load(root))
 
     @classmethod
-    def open(cls, start: Path | None = None) -> Workspace:
-        """The workspace at $FERMION_HOME, or the nearest `.fermion/` at or above `start`."""
-        root = find_workspace_root(start or Path.cwd())
+    def open(cls, start: Path | str | None = None) -> Workspace:
+        """The nearest `.fermion/` at or above `start`; without `start`, $FERMION_HOME if set,
+        else the nearest one at or above the current directory."""
+        if start is None:
+            root = find_workspace_root(Path.cwd())
+        else:
+            root = find_workspace_root(Path(start).expanduser(), environ={})
         return cls(Settings.load(root))
 
     @property

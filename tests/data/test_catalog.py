@@ -196,3 +196,28 @@ def test_failed_metadata_write_removes_the_new_blob(
     assert _blobs(workspace) == []
     monkeypatch.undo()
     assert workspace.datasets.list() == []
+
+
+def test_split_frames_never_guesses_between_splits(workspace: Workspace, tmp_path: Path) -> None:
+    rows = "\n".join(f"{i},{i % 2}" for i in range(40))
+    workspace.datasets.add(_csv(tmp_path, "id,y\n" + rows + "\n"), name="s")
+    halves = workspace.datasets.split("s", train=0.5, valid=0.0, test=0.5, seed=1)
+    dataset = workspace.datasets.get("s")
+    assert set(dataset.split_frames()) == {"train", "test"}
+    stratified = workspace.datasets.split("s", stratify="y", seed=0)
+    with pytest.raises(InvalidInputError, match="2 splits"):
+        dataset.split_frames()
+    assert set(dataset.split_frames(stratified)) == {"train", "valid", "test"}
+    assert dataset.split_frames(halves)["train"].height == 20
+
+
+def test_export_of_what_a_format_cannot_hold_is_a_clear_error(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    nested = tmp_path / "nested.jsonl"
+    nested.write_text('{"a": 1, "tags": ["x", "y"]}\n{"a": 2, "tags": []}\n', encoding="utf-8")
+    workspace.datasets.add(nested, name="nested")
+    with pytest.raises(InvalidInputError, match=r"cannot export nested:1 to out\.csv"):
+        workspace.datasets.export("nested", tmp_path / "out.csv")
+    assert not (tmp_path / "out.csv").exists()
+    assert workspace.datasets.export("nested", tmp_path / "out.jsonl").exists()

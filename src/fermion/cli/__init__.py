@@ -1,1 +1,12 @@
 """The `fermion` command line: a thin adapter over the Python API."""
+
+from __future__ import annotations
+
+
+def run() -> None:
+    """The console script: Ctrl-C while the libraries load exits quietly, like later on."""
+    try:
+        from fermion.cli.main import app
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    app()

@@ -49,7 +49,3 @@ def init(
         ws = Workspace.init(directory)
     with ws:
         console().print(f"workspace ready at {ws.root}")
-
-
-def main() -> None:
-    app()

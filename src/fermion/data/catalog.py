@@ -18,6 +18,7 @@ from typing import Any
 import polars as pl
 
 from fermion.data.clean import Recipe, apply_recipe
+from fermion.data.csv_reader import write_parquet
 from fermion.data.dataset import Dataset
 from fermion.data.diff import VersionDiff, diff_versions
 from fermion.data.ingest import ingest_file_described, ingest_sql
@@ -263,6 +264,10 @@ class DatasetCatalog:
             else:
                 dataset.scan().sink_ndjson(tmp)
             tmp.replace(path)
+        except pl.exceptions.PolarsError as exc:
+            raise InvalidInputError(
+                f"cannot export {dataset.ref} to {path.name}: {_first_line(exc)}"
+            ) from None
         finally:
             tmp.unlink(missing_ok=True)
         return path
@@ -325,12 +330,16 @@ def _derivation_key(*parts: str) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def _sink(frame: pl.LazyFrame, dest: Path, what: str) -> None:
     try:
-        frame.sink_parquet(dest, compression="zstd")
+        write_parquet(frame, dest)
     except (pl.exceptions.PolarsError, OSError) as exc:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InvalidInputError(f"{what} failed: {message}") from exc
+        raise InvalidInputError(f"{what} failed: {_first_line(exc)}") from exc
 
 
 def _load_recipe(recipe: Recipe | Path | str | Mapping[str, Any]) -> Recipe:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from fermion.entities import ColumnSchema, DatasetVersion, Profile, SplitRecord, ValidationRecord
-from fermion.errors import MissingDependencyError, NotFoundError
+from fermion.errors import InvalidInputError, MissingDependencyError, NotFoundError
 
 if TYPE_CHECKING:
     from fermion.storage import Storage
@@ -94,14 +94,25 @@ class Dataset:
         return self._storage.datasets.list_validations(self.record.id)
 
     def split_frames(self, split: SplitRecord | None = None) -> dict[str, pl.DataFrame]:
-        """The rows of each part of `split` (default: the newest split of this version)."""
+        """The rows of each part of `split`, e.g. the record `DatasetCatalog.split` returned.
+
+        Without `split`, the version's only split; with several recorded, say which one
+        (`.splits` lists them) rather than risk training on another split's rows.
+        """
         if split is None:
             splits = self.splits
             if not splits:
                 raise NotFoundError(
                     f"dataset {self.ref} has no split: run 'fermion data split {self.ref}'"
                 )
+            if len(splits) > 1:
+                raise InvalidInputError(
+                    f"dataset {self.ref} has {len(splits)} splits: pass the one to use "
+                    "(the record that split() returned, or one of .splits)"
+                )
             split = splits[0]
+        elif split.version_id != self.record.id:
+            raise InvalidInputError(f"that split belongs to another version than {self.ref}")
         parts = pl.read_parquet(self._storage.artifacts.local_path(split.content_hash))
         frame = self.to_polars().with_columns(parts.get_column("part").alias("__part__"))
         return {
