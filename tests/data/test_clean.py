@@ -120,23 +120,131 @@ def test_drop_missing_on_columns_or_any() -> None:
 def test_cast_to_each_type() -> None:
     df = pl.DataFrame(
         {
-            "i": [" 1", "2", "x"],
-            "f": ["1.5", " 2", "?"],
-            "b": ["Yes", "no", "maybe"],
+            "i": [" 1", "2", " "],
+            "f": ["1.5", " 2", None],
+            "b": ["Yes", "no", "T"],
             "s": [1, 2, 3],
             "c": [1, 2, 1],
-            "d": ["2020-01-01", "2021-02-03 10:00:00", "soon"],
+            "d": ["2020-01-01", "2021-02-03 10:00:00", "2021-02-03T10:00:00.5"],
+            "n": [1.0, float("nan"), -3.0],
+            "o": [1, 0, None],
         }
     )
     types = {"i": "integer", "f": "float", "b": "boolean", "s": "string", "c": "categorical"}
-    out = run(df, Cast({**types, "d": "datetime"}))
-    assert out["i"].to_list() == [1, 2, None]
+    out = run(df, Cast({**types, "d": "datetime", "n": "integer", "o": "boolean"}))
+    assert out["i"].to_list() == [1, 2, None]  # blank text is missing, not lost
     assert out["f"].to_list() == [1.5, 2.0, None]
-    assert out["b"].to_list() == [True, False, None]
+    assert out["b"].to_list() == [True, False, True]
     assert out["s"].to_list() == ["1", "2", "3"]
     assert out.schema["c"] == pl.Categorical()
     assert out["c"].cast(pl.String).to_list() == ["1", "2", "1"]
-    assert out["d"].to_list() == [datetime(2020, 1, 1), datetime(2021, 2, 3, 10), None]
+    assert out["d"].to_list() == [
+        datetime(2020, 1, 1),
+        datetime(2021, 2, 3, 10),
+        datetime(2021, 2, 3, 10, 0, 0, 500000),
+    ]
+    assert out["n"].to_list() == [1, None, -3]  # NaN is missing
+    assert out["o"].to_list() == [True, False, None]
+
+
+def test_cast_text_to_datetime_with_a_format(tmp_path: Path) -> None:
+    text = 'steps: [{cast: {columns: {d: datetime}, format: "%d/%m/%Y"}}]'
+    recipe = Recipe.from_yaml(write(tmp_path, text))
+    assert recipe.to_dict()["steps"][0] == {
+        "cast": {"columns": {"d": "datetime"}, "format": "%d/%m/%Y"}
+    }
+    out = run(pl.DataFrame({"d": ["03/02/2021", None]}), *recipe.steps)
+    assert out["d"].to_list() == [datetime(2021, 2, 3), None]
+    # Without a format, recipes keep the canonical form (and fingerprint) they had before.
+    assert Cast({"d": "datetime"}).to_args() == {"columns": {"d": "datetime"}}
+
+
+@pytest.mark.parametrize(
+    ("values", "cast", "message"),
+    [
+        (["1", "x", "y"], Cast({"v": "integer"}), r"2 values of 'v' would be lost casting to "
+         r"integer, e.g. 'x'; replace or drop them first"),
+        (["1", "1.5"], Cast({"v": "integer"}), r"1 value of 'v' .* e\.g\. '1\.5'"),
+        (["1.5", "?"], Cast({"v": "float"}), r"1 value of 'v' .* float, e\.g\. '\?'"),
+        (["yes", "maybe"], Cast({"v": "boolean"}), r"e\.g\. 'maybe'"),
+        ([1.0, 1.7], Cast({"v": "integer"}), r": fractional or out of range, e\.g\. 1\.7"),
+        ([0, 2], Cast({"v": "boolean"}), r"1 value of 'v' would be lost .* e\.g\. 2;"),
+        (["2020-01-01", "01/02/2020"], Cast({"v": "datetime"}),
+         r"not dates in ISO 8601 \(give format: \.\.\.\), e\.g\. '01/02/2020'"),
+        (["01/02/2020", "2020-01-01"], Cast({"v": "datetime"}, format="%d/%m/%Y"),
+         r"not dates in format '%d/%m/%Y', e\.g\. '2020-01-01'"),
+    ],
+)  # fmt: skip
+def test_cast_refuses_to_lose_values(values: list[Any], cast: Cast, message: str) -> None:
+    with pytest.raises(InvalidInputError, match=r"^recipe step 1 \(cast\): .*" + message):
+        run(pl.DataFrame({"v": values}), cast)
+
+
+def test_cast_checks_the_values_the_earlier_steps_leave() -> None:
+    df = pl.DataFrame({"v": ["1", "n/a", "3"]})
+    out = run(df, Replace(["v"], {"n/a": None}), Cast({"v": "integer"}))
+    assert out["v"].to_list() == [1, None, 3]
+    assert run(df, Filter("v <> 'n/a'"), Cast({"v": "integer"}))["v"].to_list() == [1, 3]
+
+
+@pytest.mark.parametrize(
+    ("df", "cast", "message"),
+    [
+        (pl.DataFrame({"v": [1]}), Cast({"v": "datetime"}),
+         r"cannot cast integer column 'v' to datetime: its values are not dates"),
+        (pl.DataFrame({"v": [1.5]}), Cast({"v": "datetime"}), r"float column 'v' to datetime"),
+        (pl.DataFrame({"v": [True]}), Cast({"v": "datetime"}), r"boolean column 'v' to datetime"),
+        (pl.DataFrame({"v": [datetime(2020, 1, 1)]}), Cast({"v": "integer"}),
+         r"cannot cast datetime column 'v' to integer; cast it to string"),
+        (pl.DataFrame({"v": ["x"], "w": [datetime(2020, 1, 1)]}),
+         Cast({"v": "datetime", "w": "datetime"}, format="%Y"),
+         r"format applies to text columns; 'w' is datetime"),
+    ],
+)  # fmt: skip
+def test_cast_refuses_conversions_without_meaning(
+    df: pl.DataFrame, cast: Cast, message: str
+) -> None:
+    with pytest.raises(InvalidInputError, match=r"^recipe step 1 \(cast\): .*" + message):
+        run(df, cast)
+
+
+def test_float_replacement_or_fill_turns_an_integer_column_into_floats() -> None:
+    df = pl.DataFrame({"n": [1, 2, 3, None]})
+    out = run(df, Replace(["n"], {1: 1.5, 2: 8}))
+    assert out["n"].to_list() == [1.5, 8.0, 3.0, None]
+    assert out.schema["n"] == pl.Float64
+    filled = run(df, FillMissing(["n"], value=0.5))
+    assert filled["n"].to_list() == [1.0, 2.0, 3.0, 0.5]
+    assert run(df, Replace(["n"], {1: 5}), FillMissing(["n"], value=0)).schema["n"] == pl.Int64
+    with pytest.raises(InvalidInputError, match=r"step 1 \(replace\): value 1\.5 cannot occur"):
+        run(df, Replace(["n"], {1.5: 2}))
+
+
+def test_a_recipe_may_drop_every_row_but_not_every_column(tmp_path: Path) -> None:
+    empty = run(
+        credit(),
+        Filter("Age > 1000"),
+        FillMissing(["Income"], strategy="mean"),
+        ClipOutliers(["Price"]),
+        DropOutliers(["Assets"], method="zscore"),
+        Cast({"Status": "boolean", "Age": "float"}),
+    )
+    assert empty.height == 0
+    assert empty.schema["Age"] == pl.Float64
+    empty.write_parquet(tmp_path / "empty.parquet")
+    with pytest.raises(InvalidInputError, match=r"^recipe step 2 \(drop_columns\): it would "
+                       r"drop every column"):  # fmt: skip
+        run(pl.DataFrame({"a": [1], "b": [2]}), DropColumns(["a"]), DropColumns(["b"]))
+
+
+def test_text_steps_refuse_nested_columns() -> None:
+    df = pl.DataFrame({"s": [{"a": 1}], "l": [["x"]], "t": [" A"]})
+    out = run(df, Trim(), Lowercase())  # by default: the text columns only
+    assert out["t"].to_list() == ["a"]
+    assert out["l"].to_list() == [["x"]]
+    for step, dtype in ((Lowercase(["s"]), r"Struct\(\{'a': Int64\}\)"), (Trim(["l"]), r"List")):
+        with pytest.raises(InvalidInputError, match=r"^recipe step 1 .*'(s|l)' is " + dtype):
+            run(df, step)
 
 
 def test_rename_drop_columns_and_filter_chain() -> None:
@@ -299,6 +407,8 @@ def test_missing_recipe_file(tmp_path: Path) -> None:
         ("steps: [{fill_missing: {columns: [a]}}]", r"strategy constant needs a value"),
         ("steps: [{fill_missing: {columns: a, strategy: mean}}]", r"list of column names"),
         ("steps: [{cast: {columns: {Age: int}}}]", r"cannot cast 'Age' to 'int'; types are"),
+        ("steps: [{cast: {columns: {Age: float}, format: '%Y'}}]", r"format applies only to"),
+        ("steps: [{cast: {columns: {A: datetime}, format: 'Y-m-d'}}]", r"format must be strftime"),
         ("steps: [{rename: [a, b]}]", r"mapping of old name to new name"),
         ("steps: [{clip_outliers: {columns: [a], threshold: 3}}]", r"threshold does not apply"),
         ("steps: [{drop_outliers: {columns: [a], method: mad}}]", r"unknown method 'mad'"),

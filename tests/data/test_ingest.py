@@ -155,6 +155,10 @@ SAME_BYTES = {
     "quoted.csv": 'a,b\n1,"x, y"\n2,\n3,"p\nq"\n',
     "wide.csv": "k,v,w\n"
     + "".join(f"{i},{i * 0.5},{'s' if i % 9 else ''}{i % 7}\n" for i in range(70_000)),
+    # integers past int64, early and late; a float and a first value after 10,000 rows
+    "late.csv": "id,big,late_big,qty,empty\n"
+    + "".join(f"{i},{i},{i},{i},\n" for i in range(10_000))
+    + f"10000,99999999999999999999,{-(10**37)},1.5,7\n10001,{2**64},1,2,8\n",
 }
 
 

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import polars as pl
@@ -152,11 +152,30 @@ def test_allowed_on_categorical_and_boolean_columns() -> None:
     assert [r.failed for r in report.results] == [1, 1]
 
 
-def test_allowed_compares_numbers_as_numbers_and_never_as_booleans() -> None:
+def test_allowed_compares_numbers_as_numbers() -> None:
     df = pl.DataFrame({"a": [1, 2, 3]})
-    assert report_for(df, Allowed("a", ["1", 2.0, True, None])).results[0].failed == 2
+    assert report_for(df, Allowed("a", [1, 2.0, None])).results[0].failed == 1
     text = pl.DataFrame({"s": ["1", "x"]})
     assert report_for(text, Allowed("s", [1])).results[0].failed == 1
+
+
+@pytest.mark.parametrize(
+    ("column", "values", "message"),
+    [
+        ("a", [1, 2, "3"], "allowed value '3' can never match integer column 'a'"),
+        ("a", [1, True], "allowed value True can never match integer column 'a' (quote it if"),
+        ("b", [True, "no"], "allowed value 'no' can never match boolean column 'b'"),
+        ("s", ["yes", False], "allowed value False can never match string column 's' (quote"),
+    ],
+)
+def test_allowed_values_the_column_cannot_hold_fail_the_rule(
+    column: str, values: list[object], message: str
+) -> None:
+    df = pl.DataFrame({"a": [1, 2], "b": [True, False], "s": ["yes", "no"]})
+    (result,) = report_for(df, Allowed(column, values)).results
+    assert (result.passed, result.failed) == (False, None)
+    assert result.message is not None
+    assert result.message.startswith(message)
 
 
 def test_rules_on_missing_or_wrong_columns_fail_without_raising() -> None:
@@ -177,8 +196,53 @@ def test_rules_on_missing_or_wrong_columns_fail_without_raising() -> None:
         (False, None, "'Age' is integer, not float"),
         (False, None, "range needs a numeric column; 'Home' is string"),
         (False, None, "allowed cannot check datetime column 'When'"),
-        (False, None, "regex cannot check List(String) column 'Tags'"),
-        (False, None, "allowed cannot check List(String) column 'Tags'"),
+        (False, None, "regex cannot check nested List(String) column 'Tags'"),
+        (False, None, "allowed cannot check nested List(String) column 'Tags'"),
+    ]
+
+
+def test_nested_columns_are_not_text() -> None:
+    df = pl.DataFrame({"s": [{"a": 1}], "l": [["x"]]})
+    report = report_for(
+        df, ColumnType("s", "string"), Regex("s", "x"), Allowed("l", ["x"]), Range("l", max=1)
+    )
+    assert [r.message for r in report.results] == [
+        "'s' is Struct({'a': Int64}), not string",
+        "regex cannot check nested Struct({'a': Int64}) column 's'",
+        "allowed cannot check nested List(String) column 'l'",
+        "range needs a numeric column; 'l' is nested List(String)",
+    ]
+
+
+def test_range_on_datetime_columns_takes_iso_dates(tmp_path: Path) -> None:
+    text = """
+rules:
+  - {column: When, range: {min: 2020-01-02, max: "2020-01-04"}}
+  - {column: At, range: {min: "2020-01-01T12:00", max: "2020-01-01 13:00:00+01:00"}}
+  - {column: Zoned, range: {max: "2020-01-01T11:00:00Z"}}
+"""
+    at = [datetime(2020, 1, 1, h) for h in (11, 12, 13)]
+    df = (
+        credit()
+        .head(3)
+        .with_columns(At=pl.Series(at), Zoned=pl.Series(at).dt.replace_time_zone("Europe/Paris"))
+    )
+    rules = RuleSet.from_yaml(write(tmp_path, text))
+    assert rules.to_dict()["rules"][1]["range"] == {
+        "min": "2020-01-01T12:00:00",
+        "max": "2020-01-01T13:00:00+01:00",
+    }
+    assert RuleSet.from_dict(json.loads(json.dumps(rules.to_dict()))) == rules
+    report = validate_frame(df.lazy(), rules)
+    assert [(r.rule, r.failed) for r in report.results] == [
+        ("'When' in [2020-01-02, 2020-01-04]", 1),  # 2020-01-01
+        ("'At' in [2020-01-01T12:00:00, 2020-01-01T13:00:00+01:00]", 2),  # 11:00 and 13:00
+        ("'Zoned' in [-inf, 2020-01-01T11:00:00+00:00]", 1),  # 13:00 Paris is 12:00 UTC
+    ]
+    wrong = report_for(credit(), Range("Age", min="2020-01-01"), Range("When", min=1))
+    assert [r.message for r in wrong.results] == [
+        "range with dates needs a datetime column; 'Age' is integer",
+        "range needs a numeric column; 'When' is datetime; give dates as bounds",
     ]
 
 
@@ -228,7 +292,13 @@ def test_missing_file_and_malformed_yaml(tmp_path: Path) -> None:
         ("rules: [{column: Age, range: {min: x}}]", r"range min must be a number"),
         ("rules: [{column: Age, range: {low: 1}}]", r"range: unknown argument 'low'"),
         ("rules: [{column: Age, allowed: good}]", r"allowed must be a list"),
-        ("rules: [{column: Home, regex: '(['}]", r"invalid regex '\(\['"),
+        (
+            "rules: [{column: Home, regex: '(['}]",
+            r"invalid regex '\(\[': unclosed character class$",
+        ),
+        ("rules: [{column: A, range: {min: 2020-01-05, max: 2020-01-01}}]", r"min 2020-01-05 is"),
+        ("rules: [{column: A, range: {min: 1, max: 2020-01-01}}]", r"both be numbers or both"),
+        ("rules: [{column: A, range: {min: '2020-13-01'}}]", r"number or an ISO date"),
         ("rules: [{rows: {min: 1.5}}]", r"rows bounds must be whole numbers"),
         ("rules: [{rows: {min: 1}, column: Age}]", r"rows takes a mapping"),
         ("rules:\n  - {column: A, exists: true}\n  - {rows: {mn: 1}}", r"rule 2: rows: unknown"),

@@ -21,6 +21,7 @@ from typing import Any
 import polars as pl
 import yaml
 
+from fermion.data.cleaning_cast import Cast
 from fermion.data.cleaning_steps import (
     DropColumns,
     DropDuplicates,
@@ -31,7 +32,7 @@ from fermion.data.cleaning_steps import (
     Step,
     Trim,
 )
-from fermion.data.cleaning_values import Cast, ClipOutliers, DropOutliers, FillMissing, Replace
+from fermion.data.cleaning_values import ClipOutliers, DropOutliers, FillMissing, Replace
 from fermion.data.spec_file import fingerprint, read_yaml
 from fermion.errors import InvalidInputError
 
@@ -152,11 +153,16 @@ def _names(schema: pl.Schema, limit: int = 20) -> str:
 
 
 def apply_recipe(lf: pl.LazyFrame, recipe: Recipe) -> pl.LazyFrame:
-    """Add the recipe's steps to `lf`'s lazy plan; nothing is computed on the data here.
+    """Add the recipe's steps to `lf`'s lazy plan.
 
     Each step is first checked against the schema it will meet (after the previous steps) and
-    run on an empty frame of that schema, so a missing column, a wrong type or a filter that
-    does not evaluate raises `InvalidInputError` naming the step, not a Polars error at collect.
+    run on an empty frame of that schema, so a missing column, a wrong type, a filter that does
+    not evaluate or a recipe that drops every column raises `InvalidInputError` naming the
+    step, not a Polars error at collect.
+
+    Steps that could harm values their schema cannot vouch for (`cast`) are also checked on
+    the data: one aggregate query over the plan so far, run here, before the step is added.
+    Everything else stays lazy. A recipe that filters out every row is fine: 0 rows.
     """
     try:
         schema = lf.collect_schema()
@@ -175,6 +181,9 @@ def apply_recipe(lf: pl.LazyFrame, recipe: Recipe) -> pl.LazyFrame:
                     )
             step.check(schema)
             probe = step.apply(probe, schema).collect().lazy()
+            if not probe.collect_schema():
+                raise InvalidInputError("it would drop every column; keep at least one")
+            step.verify(lf, schema)
         except InvalidInputError as exc:
             raise InvalidInputError(f"{where}: {exc}") from None
         except pl.exceptions.PolarsError as exc:

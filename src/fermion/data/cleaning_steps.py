@@ -55,6 +55,11 @@ class Step(ABC):
         """Raise `InvalidInputError` if the step cannot run on a frame of `schema`."""
         return None
 
+    def verify(self, lf: pl.LazyFrame, schema: pl.Schema) -> None:
+        """Raise `InvalidInputError` if the step would harm `lf`'s data (a query on it); most
+        steps need no such check."""
+        return None
+
     @abstractmethod
     def apply(self, lf: pl.LazyFrame, schema: pl.Schema) -> pl.LazyFrame:
         """Add the step to the lazy plan; `schema` is `lf`'s, already checked."""

@@ -1,4 +1,5 @@
-"""Cleaning steps that change values: replace, fill, cast, and clip or drop outliers.
+"""Cleaning steps that change values: replace, fill, and clip or drop outliers (`cast` lives in
+`cleaning_cast`).
 
 Statistics (mean, median, mode, quartiles, std) are lazy aggregate expressions, so they are
 computed over the whole column, as it stands at that step, inside the same query.
@@ -41,6 +42,14 @@ def _check_fits(value: Any, column: str, dtype: pl.DataType) -> None:
         raise InvalidInputError(f"value {value!r} does not fit {kind} column {column!r}")
 
 
+def _widened(column: str, dtype: pl.DataType, values: Sequence[Any]) -> pl.Expr:
+    """The column, as Float64 if it is an integer column and a float is to be put in it, as
+    `fill_null` with a float would do: putting 1.5 in an Int64 column must not make it 1."""
+    col = pl.col(column)
+    floats = any(isinstance(v, float) for v in values)
+    return col.cast(pl.Float64) if floats and dtype.is_integer() else col
+
+
 def _check_numeric(columns: Sequence[str], schema: pl.Schema, why: str) -> None:
     for column in columns:
         kind = dtype_kind(schema[column])
@@ -51,6 +60,9 @@ def _check_numeric(columns: Sequence[str], schema: pl.Schema, why: str) -> None:
 @dataclass(frozen=True)
 class Replace(Step):
     """Replace exact values in `columns`. YAML: `{columns: [...], values: {old: new}}`.
+
+    A float replacement (`{1: 1.5}`) turns an integer column into a float one, as fill_missing
+    does; a fractional value to replace in an integer column, which cannot occur, is refused.
 
     `values` may also be a list of `[old, new]` pairs, which is the canonical form: JSON
     object keys are text only, and `99999999` must stay a number.
@@ -92,19 +104,25 @@ class Replace(Step):
             for old, new in self.values:
                 _check_fits(old, column, schema[column])
                 _check_fits(new, column, schema[column])
+                if isinstance(old, float) and schema[column].is_integer() and not old.is_integer():
+                    raise InvalidInputError(
+                        f"value {old!r} cannot occur in integer column {column!r}"
+                    )
 
     def apply(self, lf: pl.LazyFrame, schema: pl.Schema) -> pl.LazyFrame:
         old = [p[0] for p in self.values]
         new = [p[1] for p in self.values]
-        return lf.with_columns(pl.col(c).replace(old, new) for c in self.columns)
+        return lf.with_columns(
+            _widened(c, schema[c], new).replace(old, new).alias(c) for c in self.columns
+        )
 
 
 @dataclass(frozen=True)
 class FillMissing(Step):
     """Fill nulls with a `constant` (`value:`), or the column's `mean`, `median` or `mode`.
 
-    mean and median turn an integer column into a float one; mode takes the smallest of tied
-    most frequent values, so the result is deterministic.
+    mean and median, and a float constant, turn an integer column into a float one; mode takes
+    the smallest of tied most frequent values, so the result is deterministic.
     """
 
     name: ClassVar[str] = "fill_missing"
@@ -141,8 +159,8 @@ class FillMissing(Step):
         for column in self.columns:
             _check_fits(self.value, column, schema[column])
 
-    def _fill(self, column: str) -> pl.Expr:
-        col = pl.col(column)
+    def _fill(self, column: str, dtype: pl.DataType) -> pl.Expr:
+        col = _widened(column, dtype, [self.value])
         if self.strategy == "mean":
             return col.fill_null(col.mean())
         if self.strategy == "median":
@@ -152,72 +170,7 @@ class FillMissing(Step):
         return col.fill_null(pl.lit(self.value))
 
     def apply(self, lf: pl.LazyFrame, schema: pl.Schema) -> pl.LazyFrame:
-        return lf.with_columns(self._fill(c) for c in self.columns)
-
-
-@dataclass(frozen=True)
-class Cast(Step):
-    """Convert columns to a logical type. YAML: `cast: {columns: {Age: float}}`.
-
-    Values that cannot be converted become null; text becomes boolean from true/false, yes/no,
-    1/0, t/f, y/n (any case) and datetime from ISO-like text.
-    """
-
-    name: ClassVar[str] = "cast"
-    columns: Mapping[str, str]
-
-    def __post_init__(self) -> None:
-        targets = self.columns
-        if not isinstance(targets, Mapping) or not targets:
-            raise InvalidInputError(f"columns must map column names to types, not {targets!r}")
-        known = [str(t) for t in LogicalType]
-        for column, target in targets.items():
-            if not isinstance(column, str) or target not in known:
-                raise InvalidInputError(
-                    f"cannot cast {column!r} to {target!r}; types are {', '.join(known)}"
-                )
-        object.__setattr__(self, "columns", dict(targets))
-
-    def __hash__(self) -> int:
-        return hash(tuple(self.columns.items()))
-
-    def to_args(self) -> Any:
-        return {"columns": dict(self.columns)}
-
-    def reads(self, schema: pl.Schema) -> tuple[str, ...]:
-        return tuple(self.columns)
-
-    def check(self, schema: pl.Schema) -> None:
-        for column in self.columns:
-            if dtype_kind(schema[column]) is None:
-                raise InvalidInputError(f"cannot cast {schema[column]} column {column!r}")
-
-    def apply(self, lf: pl.LazyFrame, schema: pl.Schema) -> pl.LazyFrame:
-        return lf.with_columns(
-            _convert(pl.col(c), schema[c], LogicalType(t)).alias(c) for c, t in self.columns.items()
-        )
-
-
-def _convert(col: pl.Expr, source: pl.DataType, target: LogicalType) -> pl.Expr:
-    is_text = dtype_kind(source) in (LogicalType.STRING, LogicalType.CATEGORICAL)
-    text = col.cast(pl.String).str.strip_chars()
-    if target is LogicalType.INTEGER:
-        return (text if is_text else col).cast(pl.Int64, strict=False)
-    if target is LogicalType.FLOAT:
-        return (text if is_text else col).cast(pl.Float64, strict=False)
-    if target is LogicalType.STRING:
-        return col.cast(pl.String)
-    if target is LogicalType.CATEGORICAL:
-        return col.cast(pl.String).cast(pl.Categorical)
-    if target is LogicalType.BOOLEAN:
-        if not is_text:
-            return col.cast(pl.Boolean, strict=False)
-        words = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False,
-                 "t": True, "f": False, "y": True, "n": False}  # fmt: skip
-        return text.str.to_lowercase().replace_strict(words, default=None, return_dtype=pl.Boolean)
-    if is_text:
-        return text.str.to_datetime(strict=False)
-    return col.cast(pl.Datetime, strict=False)
+        return lf.with_columns(self._fill(c, schema[c]).alias(c) for c in self.columns)
 
 
 @dataclass(frozen=True)

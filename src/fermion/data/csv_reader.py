@@ -15,11 +15,15 @@ import io
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import polars as pl
 
 from fermion.data import sniff
 from fermion.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from polars._typing import PolarsDataType
 
 INFER_ROWS = 10_000
 MIXED_SHARE = 0.9  # a text column this numeric is a numeric column with typos in it
@@ -33,6 +37,7 @@ MEMORY_CAP = 2 * 1024**3
 RAM_SHARE = 8
 LIMIT_SHARE = 4
 TALLY_CHUNK = 8 * 1024 * 1024
+Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
 
 # Polars raises these, and panics as a BaseException; none may escape raw.
 READ_ERRORS = (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError, ValueError)
@@ -90,9 +95,36 @@ def cgroup_memory_limit(
 
 def write_parquet(frame: pl.LazyFrame, staged: Path) -> None:
     """Stream `frame` to Parquet; fixed settings, so equal frames give equal bytes."""
-    frame.sink_parquet(
+    storable(frame).sink_parquet(
         staged, compression="zstd", compression_level=ZSTD_LEVEL, row_group_size=ROW_GROUP_ROWS
     )
+
+
+def storable(frame: Frame) -> Frame:
+    """`frame` with its 128-bit integers (also inside lists and structs) as Decimal(38, 0).
+
+    pyarrow, and so pandas, cannot read 128-bit integers from Parquet; the decimal is exact.
+    A value of more than 38 digits fails the (strict) cast with an error naming the column.
+    """
+    schema = frame.collect_schema()
+    casts = [
+        pl.col(name).cast(_storable_dtype(dtype))
+        for name, dtype in schema.items()
+        if _storable_dtype(dtype) != dtype
+    ]
+    return frame.with_columns(casts) if casts else frame
+
+
+def _storable_dtype(dtype: PolarsDataType) -> PolarsDataType:
+    if dtype in (pl.Int128, pl.UInt128):
+        return pl.Decimal(38, 0)
+    if isinstance(dtype, pl.List):
+        return pl.List(_storable_dtype(dtype.inner))
+    if isinstance(dtype, pl.Array):
+        return pl.Array(_storable_dtype(dtype.inner), dtype.shape)
+    if isinstance(dtype, pl.Struct):
+        return pl.Struct({field.name: _storable_dtype(field.dtype) for field in dtype.fields})
+    return dtype
 
 
 def csv_to_parquet(
@@ -101,53 +133,87 @@ def csv_to_parquet(
     """Write the rows of the UTF-8 CSV `readable` to `staged`; errors name `source`.
 
     Returns the rows written when the file (at most `budget` bytes) was read in memory,
-    None when it was streamed. Rows with every field missing are dropped.
+    None when it was streamed. Rows with every field missing are dropped. A column with no
+    value in the first INFER_ROWS rows takes its type from its first INFER_ROWS values. An
+    integer column with a later integer past int64 is read again as Int128 (stored as a
+    decimal); with a later other number, or an integer of more than 38 digits, as Float64.
     """
+    overrides: dict[str, pl.DataType] = {}
 
-    def scan(*, dates: bool) -> pl.LazyFrame:
-        return pl.scan_csv(
-            readable,
-            separator=delimiter,
-            null_values=list(sniff.NULL_TOKENS),
-            infer_schema_length=INFER_ROWS,
-            new_columns=names,
-            try_parse_dates=dates,
-        )
+    def options(*, dates: bool) -> dict[str, Any]:
+        return {
+            "separator": delimiter,
+            "null_values": list(sniff.NULL_TOKENS),
+            "infer_schema_length": INFER_ROWS,
+            "new_columns": names,
+            "try_parse_dates": dates,
+            "schema_overrides": overrides,
+        }
 
     blank = pl.all_horizontal(pl.all().is_null())
-    frame: pl.DataFrame | None = None
-    try:
-        # Polars' date inference is slow on every text column: ask only if a value looks so
-        head = scan(dates=False).head(INFER_ROWS).collect()
-        dates = any(
-            head[name].drop_nulls().head(100).str.contains(DATE_LIKE).any()
-            for name, dtype in head.schema.items()
-            if dtype == pl.String
-        )
-        if readable.stat().st_size <= budget:
-            frame = pl.read_csv(
-                readable,
-                separator=delimiter,
-                null_values=list(sniff.NULL_TOKENS),
-                infer_schema_length=INFER_ROWS,
-                new_columns=names,
-                try_parse_dates=dates,
+    for attempt in range(2 * len(names) + 1):  # a retry widens one column: to Int128, Float64
+        frame: pl.DataFrame | None = None
+        try:
+            head = pl.scan_csv(readable, **options(dates=False)).head(INFER_ROWS).collect()
+            if attempt == 0:
+                overrides.update(_late_types(readable, head, options(dates=False)))
+            # Polars' date inference is slow on every text column: ask only if a value looks so
+            dates = any(
+                _date_like(head[name]) for name, dtype in head.schema.items() if dtype == pl.String
             )
-            records = frame.height
-            if frame.select(blank.any()).item():  # filter only then: it copies the frame
-                frame = frame.filter(~blank)
-            empty = records - frame.height
-            output = frame.lazy()
-        else:
-            write_parquet(scan(dates=dates).filter(~blank), staged)
-            output = pl.scan_parquet(staged)
-    except READ_ERRORS as exc:
-        raise sniff.csv_error(str(exc), source, readable, delimiter, names) from None
+            if readable.stat().st_size <= budget:
+                frame = storable(pl.read_csv(readable, **options(dates=dates)))
+                records = frame.height
+                if frame.select(blank.any()).item():  # filter only then: it copies the frame
+                    frame = frame.filter(~blank)
+                empty = records - frame.height
+                output = frame.lazy()
+            else:
+                write_parquet(pl.scan_csv(readable, **options(dates=dates)).filter(~blank), staged)
+                output = pl.scan_parquet(staged)
+            break
+        except READ_ERRORS as exc:
+            widened = sniff.widened(str(exc), names, overrides)
+            if widened is None:
+                raise sniff.csv_error(str(exc), source, readable, delimiter, names) from None
+            overrides[widened[0]] = widened[1]
     checks = _Checks(source, readable, delimiter, names)
-    checks.run(output, _numeric_looking(head), None if frame is None else (records, empty))
+    checks.run(output, numeric_looking(head), None if frame is None else (records, empty))
     if frame is not None:
         write_parquet(output, staged)
     return frame
+
+
+def _date_like(values: pl.Series) -> bool:
+    return bool(values.drop_nulls().head(100).str.contains(DATE_LIKE).any())
+
+
+def _late_types(
+    readable: Path, head: pl.DataFrame, options: dict[str, Any]
+) -> dict[str, pl.DataType]:
+    """The types Polars infers from the first INFER_ROWS values of the columns that hold
+    none in the first INFER_ROWS rows: one more pass, only when there are such columns."""
+    late = [name for name in head.columns if head[name].null_count() == head.height]
+    if head.height < INFER_ROWS or not late:
+        return {}
+    firsts = (
+        pl.scan_csv(readable, **{**options, "infer_schema_length": 0})
+        .select(pl.col(name).drop_nulls().head(INFER_ROWS).implode() for name in late)
+        .collect(engine="streaming")
+    )
+    types: dict[str, pl.DataType] = {}
+    for name in late:
+        values = firsts[name][0]
+        if values.len() == 0:
+            continue
+        text = io.BytesIO()
+        pl.DataFrame({name: values}).write_csv(text)
+        dtype = pl.read_csv(
+            text.getvalue(), infer_schema_length=INFER_ROWS, try_parse_dates=_date_like(values)
+        ).schema[name]
+        if dtype != pl.String:
+            types[name] = dtype
+    return types
 
 
 class _Checks:
@@ -173,7 +239,7 @@ class _Checks:
                 pl.len().alias("__rows"),
                 pl.col(names[-1]).null_count().alias("__last_nulls"),
                 *[pl.col(name).count().alias(f"n:{name}") for name in candidates],
-                *[_as_number(name).count().alias(f"x:{name}") for name in candidates],
+                *[as_number(name).count().alias(f"x:{name}") for name in candidates],
             )
             .collect(engine="streaming")
             .row(0, named=True)
@@ -197,7 +263,7 @@ class _Checks:
     def _mixed(self, output: pl.LazyFrame, name: str, count: int, numbers: int) -> None:
         value = (
             output.select(name)
-            .filter(pl.col(name).is_not_null() & _as_number(name).is_null())
+            .filter(pl.col(name).is_not_null() & as_number(name).is_null())
             .head(1)
             .collect(engine="streaming")
             .item()
@@ -252,14 +318,14 @@ def _tally(
     return delimiters, blanks
 
 
-def _numeric_looking(head: pl.DataFrame) -> list[str]:
+def numeric_looking(head: pl.DataFrame) -> list[str]:
     """Text columns whose first rows are at least half numbers: candidates for mixed types."""
     texts = [name for name, dtype in head.schema.items() if dtype == pl.String]
     shares = head.select(
-        (_as_number(name).count() / pl.col(name).count().clip(1)).alias(name) for name in texts
+        (as_number(name).count() / pl.col(name).count().clip(1)).alias(name) for name in texts
     )
     return [name for name in texts if (shares[name].item() or 0.0) >= SAMPLE_NUMERIC_SHARE]
 
 
-def _as_number(name: str) -> pl.Expr:
+def as_number(name: str) -> pl.Expr:
     return pl.col(name).str.strip_chars().cast(pl.Float64, strict=False)

@@ -4,9 +4,14 @@ Files are streamed through Polars' streaming engine, so a file larger than memor
 a CSV that fits `csv_reader.memory_budget()` is read in memory once instead, with the same
 output.
 The output is zstd Parquet with fixed row groups, so the same input always gives the same
-bytes: callers content-address it. Every failure is an `InvalidInputError` (a missing file
-is `NotFoundError`) with one line naming the file and, where it can be found, the line and
-column; the location is searched for only after the fast reader has failed.
+bytes: callers content-address it. It holds only types that pyarrow and pandas read: an
+integer column wider than int64 (from any source) is stored as Decimal(38, 0), exactly; a
+CSV integer column with a value of more than 38 digits becomes Float64, and another source
+with one is refused, naming the column.
+
+Every failure is an `InvalidInputError` (a missing file is `NotFoundError`) with one line
+naming the file and, where it can be found, the line and column; the location is searched
+for only after the fast reader has failed.
 """
 
 from __future__ import annotations
@@ -22,13 +27,8 @@ from typing import Any
 import polars as pl
 
 from fermion.data import sniff
-from fermion.data.csv_reader import (
-    INFER_ROWS,
-    READ_ERRORS,
-    csv_to_parquet,
-    memory_budget,
-    write_parquet,
-)
+from fermion.data.csv_reader import READ_ERRORS, csv_to_parquet, memory_budget, write_parquet
+from fermion.data.jsonl_reader import jsonl_to_parquet
 from fermion.data.profile import describe_frame, describe_parquet
 from fermion.entities import ColumnSchema, Profile
 from fermion.errors import InvalidInputError, MissingDependencyError, NotFoundError
@@ -61,9 +61,10 @@ def ingest_file(
     .pq .jsonl .ndjson). CSV: the delimiter and encoding are sniffed unless given, the
     tokens in `sniff.NULL_TOKENS` are missing, column names are stripped, blank lines
     (and rows with every field missing) are skipped, and types are inferred from the first
-    10,000 rows. A CSV of at most `memory_budget` bytes (default: `csv_reader.memory_budget()`)
-    is read in memory, a larger one streamed; the output is the same. `dest` appears only
-    on success.
+    10,000 rows, widened where a later number needs it (`csv_reader.csv_to_parquet`).
+    A CSV of at most `memory_budget` bytes (default: `csv_reader.memory_budget()`) is read
+    in memory, a larger one streamed; the output is the same. JSON Lines: types are inferred
+    from every line (`jsonl_reader`). `dest` appears only on success.
     """
     return _ingest(path, dest, fmt, delimiter, encoding, memory_budget, describe=False)[0]
 
@@ -291,16 +292,7 @@ def _encoding_of(source: Path, encoding: str | None) -> tuple[str, str]:
 
 def _ingest_jsonl(source: Path, staged: Path, work: Path, encoding: str | None) -> str:
     chosen, _ = _encoding_of(source, encoding)
-    readable = _readable_utf8(source, chosen, work, bom_ok=False)
-    frame = pl.scan_ndjson(readable, infer_schema_length=INFER_ROWS)
-    try:
-        _sink(_renamed(frame, source), staged, source, "JSON Lines")
-    except InvalidInputError:
-        bad = sniff.bad_json_line(readable)
-        if bad is None:
-            raise
-        raise InvalidInputError(f"{source}: line {bad[0]} is not valid JSON: {bad[1]}") from None
-    _check_not_empty(staged, source)
+    jsonl_to_parquet(_readable_utf8(source, chosen, work, bom_ok=False), staged, source)
     return chosen
 
 

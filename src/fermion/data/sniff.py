@@ -1,7 +1,7 @@
 """Look at the start of a text file to guess its encoding, delimiter and header.
 
 Also the scanners that turn "something is wrong" into "line N": they read the whole file
-in bounded chunks with Python's csv/json/codecs modules, which is slow, so they run only
+in bounded chunks with Python's csv/codecs modules, which is slow, so they run only
 once a fast Polars pass has failed or found a suspect (`csv_error`, `ragged_line`).
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 import codecs
 import csv
 import io
-import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,9 +22,13 @@ SAMPLE_BYTES = 64 * 1024
 CHUNK_BYTES = 4 * 1024 * 1024
 DELIMITERS = ",;\t|"
 NULL_TOKENS = ("", "NA", "N/A", "NULL", "null", "NaN", "nan", "None")
-_PARSE_ERROR = re.compile(
+PARSE_ERROR = re.compile(
     r"could not parse `(?P<value>.*?)` as dtype `(?P<dtype>.*?)` at column '(?P<column>.*?)'"
 )
+_TOO_WIDE = re.compile(r"from `[iu]128` to `decimal\[38, ?0\]` failed in column '(?P<column>.*?)'")
+_FLOAT = pl.Float64()
+# a character decoded from 2-4 bytes; surrogateescape turns each bad byte into U+DC80-U+DCFF
+_MULTI_BYTE = re.compile("[\u0080-\udc7f\udd00-\U0010ffff]")
 
 
 def read_sample(path: Path) -> bytes:
@@ -46,8 +49,9 @@ def sniff_encoding(sample: bytes, path: Path, *, complete: bool) -> str:
     """Guess the encoding from the first bytes of a file.
 
     A BOM decides; else UTF-8 if the sample decodes as UTF-8 (a multi-byte character cut at
-    the end of an incomplete sample is allowed); else charset_normalizer's best guess, with
-    cp1252 winning a tie.
+    the end of an incomplete sample is allowed); else, if the sample holds valid UTF-8
+    multi-byte characters too, an error naming the first bad line; else charset_normalizer's
+    best guess, with cp1252 winning a tie.
     """
     if sample.startswith(codecs.BOM_UTF8):
         return "utf-8-sig"
@@ -55,8 +59,10 @@ def sniff_encoding(sample: bytes, path: Path, *, complete: bool) -> str:
         return "utf-16"
     try:
         codecs.getincrementaldecoder("utf-8")().decode(sample, final=complete)
-    except UnicodeDecodeError:
-        pass
+    except UnicodeDecodeError as exc:
+        # valid multi-byte characters beside a bad byte: UTF-8 with an error, not cp1252
+        if _MULTI_BYTE.search(sample.decode("utf-8", errors="surrogateescape")):
+            raise utf8_error(path, sample[: exc.start].count(b"\n") + 1) from None
     else:
         return "utf-8"
     from charset_normalizer import from_bytes
@@ -238,15 +244,12 @@ def csv_error(
     if "utf-8" in message.lower():
         line = invalid_utf8_line(readable)
         if line is not None:
-            return InvalidInputError(
-                f"{source}: line {line} is not valid UTF-8; pass encoding= (e.g. 'cp1252') "
-                "if the file is in another encoding"
-            )
+            return utf8_error(source, line)
     if "more fields" in message:
         ragged = ragged_record(readable, delimiter, len(names))
         if ragged is not None:
             return ragged_error(source, ragged, len(names))
-    parse = _PARSE_ERROR.search(message)
+    parse = PARSE_ERROR.search(message)
     if parse is not None and parse["column"] in names:
         column, value = parse["column"], parse["value"]
         line = line_of_value(readable, delimiter, names.index(column), value)
@@ -256,6 +259,35 @@ def csv_error(
             f"{_dtype_words(parse['dtype'])} like the values before it"
         )
     return InvalidInputError(f"{source}: cannot read it as CSV: {first_line(message)}")
+
+
+def utf8_error(source: Path, line: int) -> InvalidInputError:
+    return InvalidInputError(
+        f"{source}: line {line} is not valid UTF-8; pass encoding= (e.g. 'cp1252') "
+        "if the file is in another encoding"
+    )
+
+
+def widened(
+    message: str, names: list[str], overrides: dict[str, pl.DataType]
+) -> tuple[str, pl.DataType] | None:
+    """The integer column, and its wider type, that `message` (a Polars error) calls for: an
+    integer past int64 widens to Int128 (stored as a decimal), another number to Float64."""
+    found = PARSE_ERROR.search(message)
+    wider: pl.DataType = _FLOAT
+    if found is not None and found["dtype"].startswith(("i", "u")):
+        value = found["value"].strip()
+        if found["dtype"] in ("i64", "u64") and re.fullmatch(r"[-+]?\d+", value):
+            wider = pl.Int128()
+        try:
+            float(value)
+        except ValueError:
+            return None
+    else:
+        found = _TOO_WIDE.search(message)
+    if found is None or found["column"] not in names or overrides.get(found["column"]) == _FLOAT:
+        return None
+    return found["column"], wider
 
 
 def _dtype_words(dtype: str) -> str:
@@ -273,21 +305,6 @@ def line_of_value(path: Path, delimiter: str, column: int, value: str) -> int | 
     for line, row in records(path, delimiter):
         if column < len(row) and row[column] == value:
             return line
-    return None
-
-
-def bad_json_line(path: Path) -> tuple[int, str] | None:
-    """(line, reason) of the first line of a JSON Lines file that is not a JSON object."""
-    with path.open(encoding="utf-8-sig") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError as exc:
-                return number, exc.msg
-            if not isinstance(value, dict):
-                return number, f"expected a JSON object, got {type(value).__name__}"
     return None
 
 

@@ -4,6 +4,7 @@
 rules:
   - {column: Status, allowed: [good, bad]}
   - {column: Age, type: integer, range: {min: 18, max: 100}}
+  - {column: Opened, range: {min: 2020-01-01}}
   - {rows: {min: 100}}
 ```
 
@@ -23,18 +24,16 @@ import polars as pl
 
 from fermion.data.spec_file import check_keys, fingerprint, read_yaml
 from fermion.data.validation_rules import (
-    Allowed,
     ColumnExists,
     ColumnType,
     NotNull,
-    Range,
-    Regex,
     RowCount,
     RowRule,
     Rule,
     SchemaRule,
     Unique,
 )
+from fermion.data.validation_values import Allowed, Range, Regex
 from fermion.errors import InvalidInputError
 
 RULE_KEYS = ("column", "exists", "type", "not_null", "unique", "range", "allowed", "regex", "rows")
@@ -211,7 +210,9 @@ def validate_frame(lf: pl.LazyFrame, rules: RuleSet, examples: int = 5) -> Valid
     """Check `rules` on `lf`: the row count and every row rule's failures in one query, then
     one small query per failing rule for up to `examples` example rows.
 
-    A rule on a missing column, or one of the wrong type, fails; it is never an exception.
+    A rule on a missing column, or one it cannot apply to (range on text, regex on a nested
+    column, an allowed value the column can never hold), fails with a message saying why; it is
+    never an exception, since the same rules may meet versions whose schemas differ.
     """
     if examples < 0:
         raise InvalidInputError(f"examples must be 0 or more, not {examples}")

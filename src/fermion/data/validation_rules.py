@@ -1,8 +1,9 @@
 """The rules a `RuleSet` holds, and how one YAML rule mapping becomes them.
 
 A rule is either about the schema (`ColumnExists`, `ColumnType`), the row count (`RowCount`),
-or the rows (`NotNull`, `Unique`, `Range`, `Allowed`, `Regex`): a row rule is a boolean
-"this row fails" expression, so all of them are counted in one query.
+or the rows (`NotNull`, `Unique`, and the value rules `Range`, `Allowed`, `Regex` in
+`validation_values`): a row rule is a boolean "this row fails" expression, so all of them are
+counted in one query.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import polars as pl
 
 from fermion.data.schema import dtype_kind
 from fermion.data.schema import logical_type as infer_type
-from fermion.data.spec_file import check_number, check_scalar
 from fermion.entities import LogicalType
 from fermion.errors import InvalidInputError
 
@@ -99,6 +99,8 @@ class ColumnType(Rule):
         """Why the column is not of the type (None if it is), given `counts()`'s values."""
         if self.column not in schema:
             return f"column {self.column!r} does not exist"
+        if dtype_kind(schema[self.column]) is None:  # the schema records these as string
+            return f"{self.column!r} is {schema[self.column]}, not {self.type}"
         missing, distinct = counts if counts else (0, None)
         actual = infer_type(schema[self.column], rows, missing, distinct)
         return None if actual is self.type else f"{self.column!r} is {actual}, not {self.type}"
@@ -124,7 +126,7 @@ class RowCount(SchemaRule):
         return {"rows": {"min": self.min, "max": self.max}}
 
     def describe(self) -> str:
-        return f"row count in {_interval(self.min, self.max)}"
+        return f"row count in {interval(self.min, self.max)}"
 
     def problem(self, schema: pl.Schema) -> str | None:
         return None
@@ -137,17 +139,27 @@ class RowCount(SchemaRule):
         return None
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+def show_bound(value: float | str | None, infinity: str = "none") -> str:
+    """A bound as messages show it: 18 not 18.0, dates as their ISO text."""
+    if value is None:
+        return infinity
+    if isinstance(value, str):
+        return value
+    return str(int(value)) if float(value).is_integer() else str(value)
 
 
-def _interval(low: float | None, high: float | None) -> str:
-    def show(value: float | None, infinity: str) -> str:
-        if value is None:
-            return infinity
-        return str(int(value)) if float(value).is_integer() else str(value)
+def interval(low: float | str | None, high: float | str | None) -> str:
+    return f"[{show_bound(low, '-inf')}, {show_bound(high, 'inf')}]"
 
-    return f"[{show(low, '-inf')}, {show(high, 'inf')}]"
+
+def kind_of(schema: pl.Schema, column: str) -> str:
+    """How a message names a column's type: its logical type, else its dtype (nested ones
+    said so)."""
+    dtype = schema[column]
+    kind = dtype_kind(dtype)
+    if kind is not None:
+        return str(kind)
+    return f"nested {dtype}" if dtype.is_nested() else str(dtype)
 
 
 @dataclass(frozen=True)
@@ -179,116 +191,3 @@ class Unique(RowRule):
     def failing(self, schema: pl.Schema) -> pl.Expr:
         col = pl.col(self.column)
         return col.is_duplicated() & col.is_not_null()
-
-
-@dataclass(frozen=True)
-class Range(RowRule):
-    """Inclusive numeric bounds; nulls pass (use not_null for them), NaN fails."""
-
-    column: str
-    min: float | None = None
-    max: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.min is None and self.max is None:
-            raise InvalidInputError("range needs min, max or both")
-        for name in ("min", "max"):
-            if getattr(self, name) is not None:
-                object.__setattr__(self, name, check_number(getattr(self, name), f"range {name}"))
-        if self.min is not None and self.max is not None and self.min > self.max:
-            raise InvalidInputError(f"range min {self.min:g} is above max {self.max:g}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"column": self.column, "range": {"min": self.min, "max": self.max}}
-
-    def describe(self) -> str:
-        return f"{self.column!r} in {_interval(self.min, self.max)}"
-
-    def problem(self, schema: pl.Schema) -> str | None:
-        if self.column in schema and dtype_kind(schema[self.column]) not in _NUMERIC:
-            kind = dtype_kind(schema[self.column]) or schema[self.column]
-            return f"range needs a numeric column; {self.column!r} is {kind}"
-        return super().problem(schema)
-
-    def failing(self, schema: pl.Schema) -> pl.Expr:
-        col = pl.col(self.column)
-        outside = pl.lit(False)
-        if self.min is not None:
-            outside = outside | (col < self.min)
-        if self.max is not None:
-            outside = outside | (col > self.max)
-        if schema[self.column].is_float():
-            outside = outside | col.is_nan()
-        return outside.fill_null(False)
-
-
-@dataclass(frozen=True)
-class Allowed(RowRule):
-    """Non-null values are among `values`; text columns compare as text, numbers as floats."""
-
-    column: str
-    values: Sequence[Any]
-
-    def __post_init__(self) -> None:
-        if isinstance(self.values, str) or not isinstance(self.values, list | tuple):
-            raise InvalidInputError(f"allowed must be a list of values, not {self.values!r}")
-        for value in self.values:
-            check_scalar(value, "an allowed value")
-        object.__setattr__(self, "values", tuple(self.values))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"column": self.column, "allowed": list(self.values)}
-
-    def describe(self) -> str:
-        return f"{self.column!r} is one of {list(self.values)}"
-
-    def problem(self, schema: pl.Schema) -> str | None:
-        kind = dtype_kind(schema[self.column]) if self.column in schema else LogicalType.STRING
-        if kind is None or kind is LogicalType.DATETIME:
-            return f"allowed cannot check {kind or schema[self.column]} column {self.column!r}"
-        return super().problem(schema)
-
-    def failing(self, schema: pl.Schema) -> pl.Expr:
-        col, kind = pl.col(self.column), dtype_kind(schema[self.column])
-        if kind in _NUMERIC:
-            numbers = [float(v) for v in self.values if _is_number(v)]
-            values, as_type = pl.Series(numbers, dtype=pl.Float64), col.cast(pl.Float64)
-        elif kind is LogicalType.BOOLEAN:
-            flags = [v for v in self.values if isinstance(v, bool)]
-            values, as_type = pl.Series(flags, dtype=pl.Boolean), col
-        else:
-            texts = [v if isinstance(v, str) else str(v) for v in self.values if v is not None]
-            values, as_type = pl.Series(texts, dtype=pl.String), col.cast(pl.String)
-        return (~as_type.is_in(values.implode())).fill_null(False)
-
-
-@dataclass(frozen=True)
-class Regex(RowRule):
-    """Non-null values, as text, contain a match of `pattern` (anchor it with ^...$)."""
-
-    column: str
-    pattern: str
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.pattern, str):
-            raise InvalidInputError(f"regex must be text, not {self.pattern!r}")
-        try:
-            pl.Series([""], dtype=pl.String).str.contains(self.pattern)
-        except pl.exceptions.PolarsError as exc:
-            reason = " ".join(str(exc).split())
-            raise InvalidInputError(f"invalid regex {self.pattern!r}: {reason}") from None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"column": self.column, "regex": self.pattern}
-
-    def describe(self) -> str:
-        return f"{self.column!r} matches {self.pattern!r}"
-
-    def problem(self, schema: pl.Schema) -> str | None:
-        if self.column in schema and dtype_kind(schema[self.column]) is None:
-            return f"regex cannot check {schema[self.column]} column {self.column!r}"
-        return super().problem(schema)
-
-    def failing(self, schema: pl.Schema) -> pl.Expr:
-        text = pl.col(self.column).cast(pl.String)
-        return (~text.str.contains(self.pattern)).fill_null(False)
