@@ -16,6 +16,7 @@ from pathlib import Path
 
 import polars as pl
 
+from fermion.data.encoding import guess_legacy_encoding, mostly_utf8
 from fermion.errors import InvalidInputError
 
 SAMPLE_BYTES = 64 * 1024
@@ -28,7 +29,6 @@ PARSE_ERROR = re.compile(
 _TOO_WIDE = re.compile(r"from `[iu]128` to `decimal\[38, ?0\]` failed in column '(?P<column>.*?)'")
 _FLOAT = pl.Float64()
 # a character decoded from 2-4 bytes; surrogateescape turns each bad byte into U+DC80-U+DCFF
-_MULTI_BYTE = re.compile("[\u0080-\udc7f\udd00-\U0010ffff]")
 
 
 def read_sample(path: Path) -> bytes:
@@ -49,9 +49,9 @@ def sniff_encoding(sample: bytes, path: Path, *, complete: bool) -> str:
     """Guess the encoding from the first bytes of a file.
 
     A BOM decides; else UTF-8 if the sample decodes as UTF-8 (a multi-byte character cut at
-    the end of an incomplete sample is allowed); else, if the sample holds valid UTF-8
-    multi-byte characters too, an error naming the first bad line; else charset_normalizer's
-    best guess, with cp1252 winning a tie.
+    the end of an incomplete sample is allowed); else, if the sample is mostly valid UTF-8
+    (`encoding.mostly_utf8`), an error naming the first bad line; else the likeliest legacy
+    encoding (`encoding.guess_legacy_encoding`).
     """
     if sample.startswith(codecs.BOM_UTF8):
         return "utf-8-sig"
@@ -60,22 +60,16 @@ def sniff_encoding(sample: bytes, path: Path, *, complete: bool) -> str:
     try:
         codecs.getincrementaldecoder("utf-8")().decode(sample, final=complete)
     except UnicodeDecodeError as exc:
-        # valid multi-byte characters beside a bad byte: UTF-8 with an error, not cp1252
-        if _MULTI_BYTE.search(sample.decode("utf-8", errors="surrogateescape")):
+        if mostly_utf8(sample):
             raise utf8_error(path, sample[: exc.start].count(b"\n") + 1) from None
     else:
         return "utf-8"
-    from charset_normalizer import from_bytes
-
-    matches = from_bytes(sample)
-    best = matches.best()
-    if best is None:
+    guess = guess_legacy_encoding(sample)
+    if guess is None:
         raise InvalidInputError(
             f"{path}: cannot tell the text encoding; pass encoding=, e.g. 'cp1252'"
         )
-    # cp1250 and cp1252 often tie on Western text; cp1252 is by far the likelier source
-    tied = {m.encoding for m in matches if (m.chaos, m.coherence) == (best.chaos, best.coherence)}
-    return normalize_encoding("cp1252" if "cp1252" in tied else str(best.encoding), path)
+    return normalize_encoding(guess, path)
 
 
 def decode_sample(sample: bytes, encoding: str, path: Path, *, complete: bool) -> str:
