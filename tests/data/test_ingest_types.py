@@ -170,3 +170,29 @@ def test_single_byte_accents_are_still_cp1252(tmp_path: Path) -> None:
     dest = tmp_path / "x.parquet"
     assert ingest_file(source, dest)["encoding"] == "cp1252"
     assert pl.read_parquet(dest)["name"].to_list() == ["café", "naïve", "Zürich"]
+
+
+@BUDGETS
+def test_dates_in_two_formats_stay_text(tmp_path: Path, budget: int | None) -> None:
+    lines = ["d,x", "31/01/2024,1", "2024-02-01,2"]
+    frame = ingest_readable(tmp_path, write_lines(tmp_path / "d.csv", lines), budget)
+    assert frame.schema == pl.Schema({"d": pl.String, "x": pl.Int64})
+    assert frame["d"].to_list() == ["31/01/2024", "2024-02-01"]
+
+
+def test_all_null_json_keys_are_stored_as_text(tmp_path: Path) -> None:
+    source = write_lines(tmp_path / "n.jsonl", ['{"a": 1, "b": null}', '{"a": 2, "b": null}'])
+    frame = ingest_readable(tmp_path, source)
+    assert frame.schema == pl.Schema({"a": pl.Int64, "b": pl.String})
+
+
+def test_json_lines_without_keys_are_refused(tmp_path: Path) -> None:
+    source = write_lines(tmp_path / "e.jsonl", ["{}", "{}"])
+    with pytest.raises(InvalidInputError, match="no columns"):
+        ingest_file(source, tmp_path / "out" / "e.parquet")
+
+
+def test_nan_in_json_lines_names_the_line(tmp_path: Path) -> None:
+    source = write_lines(tmp_path / "nan.jsonl", ['{"a": 1.5}', '{"a": NaN}'])
+    with pytest.raises(InvalidInputError, match=r"line 2 is not valid JSON: NaN"):
+        ingest_file(source, tmp_path / "out" / "nan.parquet")

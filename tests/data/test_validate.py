@@ -312,3 +312,11 @@ def test_bad_rules_name_the_file_and_problem(tmp_path: Path, text: str, message:
 def test_negative_examples_is_rejected() -> None:
     with pytest.raises(InvalidInputError, match="examples must be 0 or more"):
         report_for(credit(), NotNull("Age"), examples=-1)
+
+
+def test_allowed_integers_compare_exactly() -> None:
+    frame = pl.LazyFrame({"id": [1234567890123456789, 1234567890123456788]})
+    rules = RuleSet.from_dict({"rules": [{"column": "id", "allowed": [1234567890123456789]}]})
+    report = validate_frame(frame, rules)
+    assert not report.passed
+    assert report.results[0].failed == 1

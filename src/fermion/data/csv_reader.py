@@ -101,7 +101,8 @@ def write_parquet(frame: pl.LazyFrame, staged: Path) -> None:
 
 
 def storable(frame: Frame) -> Frame:
-    """`frame` with its 128-bit integers (also inside lists and structs) as Decimal(38, 0).
+    """`frame` with its 128-bit integers (also inside lists and structs) as Decimal(38, 0),
+    and columns of the Null type (a JSON key that is always null) as text.
 
     pyarrow, and so pandas, cannot read 128-bit integers from Parquet; the decimal is exact.
     A value of more than 38 digits fails the (strict) cast with an error naming the column.
@@ -118,6 +119,8 @@ def storable(frame: Frame) -> Frame:
 def _storable_dtype(dtype: PolarsDataType) -> PolarsDataType:
     if dtype in (pl.Int128, pl.UInt128):
         return pl.Decimal(38, 0)
+    if dtype == pl.Null:  # a key that is always null: text, so recipes can fill or cast it
+        return pl.String()
     if isinstance(dtype, pl.List):
         return pl.List(_storable_dtype(dtype.inner))
     if isinstance(dtype, pl.Array):

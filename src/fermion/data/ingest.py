@@ -266,7 +266,10 @@ def _renamed(frame: pl.LazyFrame, source: Path) -> pl.LazyFrame:
 
 
 def _check_not_empty(staged: Path, source: Path) -> None:
-    if pl.scan_parquet(staged).select(pl.len()).collect(engine="streaming").item() == 0:
+    frame = pl.scan_parquet(staged)
+    if not frame.collect_schema().names():
+        raise InvalidInputError(f"{source}: the file holds no columns")
+    if frame.select(pl.len()).collect(engine="streaming").item() == 0:
         raise InvalidInputError(f"{source}: the file holds no rows")
 
 
@@ -293,6 +296,7 @@ def _encoding_of(source: Path, encoding: str | None) -> tuple[str, str]:
 def _ingest_jsonl(source: Path, staged: Path, work: Path, encoding: str | None) -> str:
     chosen, _ = _encoding_of(source, encoding)
     jsonl_to_parquet(_readable_utf8(source, chosen, work, bom_ok=False), staged, source)
+    _check_not_empty(staged, source)
     return chosen
 
 

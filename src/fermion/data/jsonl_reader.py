@@ -145,6 +145,11 @@ class _NotAnObject(Exception):
         self.line, self.reason = line, reason
 
 
+def _not_json(constant: str) -> Any:
+    """Python's json reads NaN and Infinity; JSON, and so Polars, does not."""
+    raise ValueError(f"{constant} is not a JSON value (write null or a number)")
+
+
 def _objects(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, object) of each non-blank line; `_NotAnObject` at the first bad line."""
     with path.open(encoding="utf-8-sig") as handle:
@@ -152,9 +157,11 @@ def _objects(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             if not line.strip():
                 continue
             try:
-                value = json.loads(line)
+                value = json.loads(line, parse_constant=_not_json)
             except json.JSONDecodeError as exc:
                 raise _NotAnObject(number, exc.msg) from None
+            except ValueError as exc:
+                raise _NotAnObject(number, str(exc)) from None
             if not isinstance(value, dict):
                 raise _NotAnObject(number, f"expected a JSON object, got {type(value).__name__}")
             yield number, value

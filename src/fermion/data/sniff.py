@@ -265,10 +265,15 @@ def utf8_error(source: Path, line: int) -> InvalidInputError:
 def widened(
     message: str, names: list[str], overrides: dict[str, pl.DataType]
 ) -> tuple[str, pl.DataType] | None:
-    """The integer column, and its wider type, that `message` (a Polars error) calls for: an
-    integer past int64 widens to Int128 (stored as a decimal), another number to Float64."""
+    """The column, and its wider type, that `message` (a Polars error) calls for: in an
+    integer column, an integer past int64 widens to Int128 (stored as a decimal), another
+    number to Float64; in a date column, a value in another format keeps the column as text
+    (a recipe's `cast` with a `format` can then read it)."""
     found = PARSE_ERROR.search(message)
     wider: pl.DataType = _FLOAT
+    if found is not None and found["dtype"].startswith(("date", "datetime")):
+        name = found["column"]
+        return (name, pl.String()) if name in names and name not in overrides else None
     if found is not None and found["dtype"].startswith(("i", "u")):
         value = found["value"].strip()
         if found["dtype"] in ("i64", "u64") and re.fullmatch(r"[-+]?\d+", value):

@@ -175,7 +175,11 @@ class Allowed(RowRule):
 
     def failing(self, schema: pl.Schema) -> pl.Expr:
         col, kind = pl.col(self.column), dtype_kind(schema[self.column])
-        if kind in _NUMERIC:
+        if schema[self.column].is_integer():
+            # exact: as floats, integers past 2**53 would match their neighbours
+            whole = [int(v) for v in self.values if _is_number(v) and float(v).is_integer()]
+            values, as_type = pl.Series(whole, dtype=pl.Int128), col.cast(pl.Int128)
+        elif kind in _NUMERIC:
             numbers = [float(v) for v in self.values if _is_number(v)]
             values, as_type = pl.Series(numbers, dtype=pl.Float64), col.cast(pl.Float64)
         elif kind is LogicalType.BOOLEAN:
