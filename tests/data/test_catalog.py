@@ -28,6 +28,7 @@ def test_add_creates_immutable_numbered_versions(workspace: Workspace, tmp_path:
     assert (first.ref, first.num_rows, first.num_columns) == ("credit:1", 4, 4)
     again = workspace.datasets.add(_csv(tmp_path, name="copy.csv"), name="credit")
     assert again.ref == "credit:1"
+    assert first.created and not again.created
     assert len(_blobs(workspace)) == 1  # identical content copied nothing
     second = workspace.datasets.add(_csv(tmp_path, CSV + "5,61,5000,bad\n"), name="credit")
     assert second.ref == "credit:2"

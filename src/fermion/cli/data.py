@@ -36,7 +36,6 @@ def add(
 ) -> None:
     """Add a file or a SQL query's result as a new dataset version."""
     with _workspace() as ws:
-        before = {v.id for v in _versions_or_empty(ws, name)}
         with working(f"ingesting {path or 'the query'}"):
             dataset = ws.datasets.add(
                 path,
@@ -47,24 +46,14 @@ def add(
                 sql=sql,
                 url=url,
             )
-        created = dataset.record.id not in before
         if as_json:
-            print_json({"created": created, **_version_json(dataset)})
+            print_json({"created": dataset.created, **_version_json(dataset)})
             return
-        verb = "added" if created else "unchanged, already stored as"
+        verb = "added" if dataset.created else "unchanged, already stored as"
         console().print(
             f"{verb} [bold]{dataset.ref}[/]: {dataset.num_rows:,} rows, "
             f"{dataset.num_columns} columns"
         )
-
-
-def _versions_or_empty(ws: Workspace, name: str) -> list[Any]:
-    from fermion.errors import FermionError
-
-    try:
-        return ws.datasets.versions(name)
-    except FermionError:
-        return []
 
 
 def _version_json(dataset: Dataset) -> dict[str, Any]:

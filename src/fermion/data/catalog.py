@@ -18,10 +18,10 @@ from typing import Any
 import polars as pl
 
 from fermion.data.clean import Recipe, apply_recipe
-from fermion.data.csv_reader import write_parquet
 from fermion.data.dataset import Dataset
 from fermion.data.diff import VersionDiff, diff_versions
 from fermion.data.ingest import ingest_file_described, ingest_sql
+from fermion.data.parquet import write_parquet
 from fermion.data.profile import describe_parquet
 from fermion.data.split import SplitSpec, assign_parts
 from fermion.data.validate import RuleSet, ValidationReport, validate_frame
@@ -180,7 +180,7 @@ class DatasetCatalog:
             if not blob_was_there and not self._store.content_in_use(digest):
                 artifacts.delete(digest)
             raise
-        return Dataset(record, self._storage)
+        return Dataset(record, self._storage, created=created)
 
     # -- checks and splits ---------------------------------------------------------------------
 
@@ -227,7 +227,7 @@ class DatasetCatalog:
         counts = {part: int(n) for part, n in parts.value_counts().iter_rows()}
         with self._scratch() as folder:
             dest = folder / "split.parquet"
-            pl.DataFrame({"part": parts}).write_parquet(dest, compression="zstd")
+            write_parquet(pl.LazyFrame({"part": parts}), dest)
             digest = self._storage.artifacts.put_file(dest)
         record, created = self._store.add_split(
             dataset.record.id,
@@ -303,11 +303,9 @@ class DatasetCatalog:
                 "remove that first or force it"
             )
         for version in sorted(targets, key=lambda v: v.version, reverse=True):
-            blobs = {
-                version.content_hash,
-                *(s.content_hash for s in self._store.list_splits(version.id)),
-            }
-            for split in self._store.list_splits(version.id):
+            splits = self._store.list_splits(version.id)
+            blobs = {version.content_hash, *(split.content_hash for split in splits)}
+            for split in splits:
                 lineage.forget(SPLIT, split.id)
             self._store.delete_version(version.id)
             lineage.forget(VERSION, version.id)

@@ -15,29 +15,24 @@ import io
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
 import polars as pl
 
 from fermion.data import sniff
+from fermion.data.parquet import storable, write_parquet
 from fermion.errors import InvalidInputError
-
-if TYPE_CHECKING:
-    from polars._typing import PolarsDataType
 
 INFER_ROWS = 10_000
 MIXED_SHARE = 0.9  # a text column this numeric is a numeric column with typos in it
 SAMPLE_NUMERIC_SHARE = 0.5
 DATE_LIKE = r"^\s*\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}"
-ROW_GROUP_ROWS = 128 * 1024
-ZSTD_LEVEL = 1  # a third faster to write than the default level, a few per cent larger
 MEMORY_CAP = 2 * 1024**3
 # A parsed frame can take ~4x its CSV (a 2-byte field becomes an 8-byte integer), plus
 # the Parquet writer's buffers: so at most an eighth of RAM, a quarter of a data limit.
 RAM_SHARE = 8
 LIMIT_SHARE = 4
 TALLY_CHUNK = 8 * 1024 * 1024
-Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
 
 # Polars raises these, and panics as a BaseException; none may escape raw.
 READ_ERRORS = (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError, ValueError)
@@ -91,43 +86,6 @@ def cgroup_memory_limit(
         if text.isdigit() and int(text) < 1 << 60:
             return int(text)
     return None
-
-
-def write_parquet(frame: pl.LazyFrame, staged: Path) -> None:
-    """Stream `frame` to Parquet; fixed settings, so equal frames give equal bytes."""
-    storable(frame).sink_parquet(
-        staged, compression="zstd", compression_level=ZSTD_LEVEL, row_group_size=ROW_GROUP_ROWS
-    )
-
-
-def storable(frame: Frame) -> Frame:
-    """`frame` with its 128-bit integers (also inside lists and structs) as Decimal(38, 0),
-    and columns of the Null type (a JSON key that is always null) as text.
-
-    pyarrow, and so pandas, cannot read 128-bit integers from Parquet; the decimal is exact.
-    A value of more than 38 digits fails the (strict) cast with an error naming the column.
-    """
-    schema = frame.collect_schema()
-    casts = [
-        pl.col(name).cast(_storable_dtype(dtype))
-        for name, dtype in schema.items()
-        if _storable_dtype(dtype) != dtype
-    ]
-    return frame.with_columns(casts) if casts else frame
-
-
-def _storable_dtype(dtype: PolarsDataType) -> PolarsDataType:
-    if dtype in (pl.Int128, pl.UInt128):
-        return pl.Decimal(38, 0)
-    if dtype == pl.Null:  # a key that is always null: text, so recipes can fill or cast it
-        return pl.String()
-    if isinstance(dtype, pl.List):
-        return pl.List(_storable_dtype(dtype.inner))
-    if isinstance(dtype, pl.Array):
-        return pl.Array(_storable_dtype(dtype.inner), dtype.shape)
-    if isinstance(dtype, pl.Struct):
-        return pl.Struct({field.name: _storable_dtype(field.dtype) for field in dtype.fields})
-    return dtype
 
 
 def csv_to_parquet(

@@ -23,9 +23,10 @@ class Dataset:
     demand and verified against their checksum.
     """
 
-    def __init__(self, record: DatasetVersion, storage: Storage) -> None:
+    def __init__(self, record: DatasetVersion, storage: Storage, *, created: bool = False) -> None:
         self.record = record
         self._storage = storage
+        self.created = created  # True when the call that returned it stored a new version
 
     def __repr__(self) -> str:
         return f"<Dataset {self.ref} rows={self.num_rows} columns={self.num_columns}>"

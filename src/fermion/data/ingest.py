@@ -27,8 +27,9 @@ from typing import Any
 import polars as pl
 
 from fermion.data import sniff
-from fermion.data.csv_reader import READ_ERRORS, csv_to_parquet, memory_budget, write_parquet
+from fermion.data.csv_reader import READ_ERRORS, csv_to_parquet, memory_budget
 from fermion.data.jsonl_reader import jsonl_to_parquet
+from fermion.data.parquet import write_parquet
 from fermion.data.profile import describe_frame, describe_parquet
 from fermion.entities import ColumnSchema, Profile
 from fermion.errors import InvalidInputError, MissingDependencyError, NotFoundError

@@ -23,8 +23,8 @@ from fermion.data.csv_reader import (
     READ_ERRORS,
     as_number,
     numeric_looking,
-    write_parquet,
 )
+from fermion.data.parquet import write_parquet
 from fermion.errors import InvalidInputError
 
 _KINDS = {
