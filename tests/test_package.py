@@ -22,5 +22,5 @@ def test_import_fermion_loads_no_heavy_library() -> None:
 
 def test_public_names_resolve() -> None:
     for name in fermion.__all__:
-        if name != "datasets":  # needs a workspace in the cwd
+        if name not in ("datasets", "runs", "models"):  # need a workspace in the cwd
             assert getattr(fermion, name) is not None

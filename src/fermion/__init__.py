@@ -16,6 +16,7 @@ from fermion.errors import (
 
 if TYPE_CHECKING:
     from fermion.data.catalog import DatasetCatalog
+    from fermion.tracking import Run, Tracker
     from fermion.workspace import Workspace
 
 __version__ = "0.1.0"
@@ -31,6 +32,8 @@ __all__ = [
     "Workspace",
     "current_workspace",
     "datasets",
+    "runs",
+    "start_run",
 ]
 
 
@@ -39,6 +42,20 @@ def current_workspace() -> Workspace:
     from fermion.workspace import current_workspace as current
 
     return current()
+
+
+def start_run(
+    name: str | None = None,
+    *,
+    experiment: str | None = None,
+    tags: dict[str, Any] | None = None,
+    nested: bool = True,
+) -> Run:
+    """Start a tracked run in the current workspace; use it as `with fermion.start_run() as run:`.
+
+    Inside another run's `with` block the new run is its child, unless `nested=False`.
+    """
+    return current_workspace().runs.start(name, experiment=experiment, tags=tags, nested=nested)
 
 
 def __getattr__(name: str) -> Any:
@@ -50,4 +67,7 @@ def __getattr__(name: str) -> Any:
     if name == "datasets":
         catalog: DatasetCatalog = current_workspace().datasets
         return catalog
+    if name == "runs":
+        tracker: Tracker = current_workspace().runs
+        return tracker
     raise AttributeError(f"module 'fermion' has no attribute {name!r}")

@@ -20,6 +20,7 @@ from fermion.storage import Storage, open_storage
 
 if TYPE_CHECKING:
     from fermion.data.catalog import DatasetCatalog
+    from fermion.tracking import Tracker
 
 
 class Workspace:
@@ -74,7 +75,15 @@ class Workspace:
 
         return DatasetCatalog(self.storage, self.scratch_dir)
 
+    @cached_property
+    def runs(self) -> Tracker:
+        from fermion.tracking import Tracker
+
+        return Tracker(self.storage, self.scratch_dir)
+
     def close(self) -> None:
+        if "runs" in self.__dict__:
+            self.runs.end_open_runs()
         self.storage.close()
 
     def __enter__(self) -> Workspace:

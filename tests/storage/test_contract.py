@@ -15,9 +15,9 @@ from fermion.storage import DatasetStore, LineageStore, NewVersion, open_metadat
 
 @pytest.fixture
 def stores(metadata_url: str) -> Iterator[tuple[DatasetStore, LineageStore]]:
-    engine, datasets, lineage = open_metadata(metadata_url)
-    yield datasets, lineage
-    engine.dispose()
+    meta = open_metadata(metadata_url)
+    yield meta.datasets, meta.lineage
+    meta.engine.dispose()
 
 
 def _new(name: str, content: str, **extra: Any) -> NewVersion:
@@ -167,17 +167,17 @@ def test_lineage_edges(stores: Any) -> None:
 
 def test_opening_twice_migrates_once(metadata_url: str) -> None:
     for _ in range(2):
-        engine, datasets, _ = open_metadata(metadata_url)
-        assert datasets.list_datasets() == []
-        engine.dispose()
+        meta = open_metadata(metadata_url)
+        assert meta.datasets.list_datasets() == []
+        meta.engine.dispose()
 
 
 def _open_and_count(url: str) -> int:
-    engine, datasets, _ = open_metadata(url)
+    meta = open_metadata(url)
     try:
-        return len(datasets.list_datasets())
+        return len(meta.datasets.list_datasets())
     finally:
-        engine.dispose()
+        meta.engine.dispose()
 
 
 def test_concurrent_processes_migrate_a_new_database_once(metadata_url: str) -> None:
@@ -185,3 +185,18 @@ def test_concurrent_processes_migrate_a_new_database_once(metadata_url: str) -> 
 
     with multiprocessing.get_context("spawn").Pool(4) as pool:
         assert pool.map(_open_and_count, [metadata_url] * 4) == [0, 0, 0, 0]
+
+
+def test_migrations_create_exactly_the_declared_tables(metadata_url: str) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from fermion.storage.tables import metadata
+
+    meta = open_metadata(metadata_url)
+    try:
+        with meta.engine.connect() as conn:
+            context = MigrationContext.configure(conn)
+            assert compare_metadata(context, metadata) == []
+    finally:
+        meta.engine.dispose()

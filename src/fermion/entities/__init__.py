@@ -14,16 +14,28 @@ from fermion.entities.dataset import (
     ValidationRecord,
 )
 from fermion.entities.lineage import LineageEdge
+from fermion.entities.model import AliasEvent, ColumnSpec, ModelSummary, ModelVersion, Signature
+from fermion.entities.run import Experiment, MetricPoint, RunArtifact, RunRecord, RunStatus
 
 __all__ = [
+    "AliasEvent",
     "ColumnProfile",
     "ColumnSchema",
+    "ColumnSpec",
     "DatasetRef",
     "DatasetSummary",
     "DatasetVersion",
+    "Experiment",
     "LineageEdge",
     "LogicalType",
+    "MetricPoint",
+    "ModelSummary",
+    "ModelVersion",
     "Profile",
+    "RunArtifact",
+    "RunRecord",
+    "RunStatus",
+    "Signature",
     "SplitRecord",
     "ValidationRecord",
 ]

@@ -9,14 +9,25 @@ from sqlalchemy import Engine
 
 from fermion.settings import Settings
 from fermion.storage.artifacts import ArtifactStore, FsspecArtifactStore, LocalArtifactStore
-from fermion.storage.base import DatasetStore, LineageStore, NewVersion
+from fermion.storage.base import (
+    DatasetStore,
+    LineageStore,
+    ModelStore,
+    NewModelVersion,
+    NewVersion,
+    RunStore,
+)
 from fermion.storage.database import create_metadata_engine, migrate
 
 __all__ = [
     "ArtifactStore",
     "DatasetStore",
     "LineageStore",
+    "MetadataStores",
+    "ModelStore",
+    "NewModelVersion",
     "NewVersion",
+    "RunStore",
     "Storage",
     "open_artifact_store",
     "open_metadata",
@@ -32,19 +43,38 @@ class Storage:
     datasets: DatasetStore
     lineage: LineageStore
     artifacts: ArtifactStore
+    runs: RunStore
+    models: ModelStore
 
     def close(self) -> None:
         self.engine.dispose()
 
 
-def open_metadata(url: str) -> tuple[Engine, DatasetStore, LineageStore]:
+@dataclass(frozen=True)
+class MetadataStores:
+    engine: Engine
+    datasets: DatasetStore
+    lineage: LineageStore
+    runs: RunStore
+    models: ModelStore
+
+
+def open_metadata(url: str) -> MetadataStores:
     """Connect to a metadata database and migrate it to the current schema."""
     from fermion.storage.sql_datasets import SqlDatasetStore
     from fermion.storage.sql_lineage import SqlLineageStore
+    from fermion.storage.sql_models import SqlModelStore
+    from fermion.storage.sql_runs import SqlRunStore
 
     engine = create_metadata_engine(url)
     migrate(engine)
-    return engine, SqlDatasetStore(engine), SqlLineageStore(engine)
+    return MetadataStores(
+        engine,
+        SqlDatasetStore(engine),
+        SqlLineageStore(engine),
+        SqlRunStore(engine),
+        SqlModelStore(engine),
+    )
 
 
 def open_artifact_store(url: str, cache_dir: Path, endpoint_url: str = "") -> ArtifactStore:
@@ -56,8 +86,8 @@ def open_artifact_store(url: str, cache_dir: Path, endpoint_url: str = "") -> Ar
 
 
 def open_storage(settings: Settings) -> Storage:
-    engine, datasets, lineage = open_metadata(settings.resolved_metadata_url)
+    meta = open_metadata(settings.resolved_metadata_url)
     artifacts = open_artifact_store(
         settings.resolved_artifacts_url, settings.root / "cache", settings.artifacts_endpoint_url
     )
-    return Storage(engine, datasets, lineage, artifacts)
+    return Storage(meta.engine, meta.datasets, meta.lineage, artifacts, meta.runs, meta.models)

@@ -10,11 +10,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from fermion.entities import (
+    AliasEvent,
     ColumnSchema,
     DatasetSummary,
     DatasetVersion,
+    Experiment,
     LineageEdge,
+    MetricPoint,
+    ModelSummary,
+    ModelVersion,
     Profile,
+    RunArtifact,
+    RunRecord,
+    RunStatus,
+    Signature,
     SplitRecord,
     ValidationRecord,
 )
@@ -121,3 +130,112 @@ class LineageStore(ABC):
     @abstractmethod
     def forget(self, kind: str, object_id: int) -> None:
         """Remove every edge that touches this object."""
+
+
+@dataclass(frozen=True)
+class NewModelVersion:
+    """What a caller provides to register a model version; the store numbers it."""
+
+    name: str
+    content_hash: str
+    flavor: str
+    signature: Signature
+    run_id: int | None = None
+    metrics: dict[str, float] | None = None
+    origin: str = "trained"
+    description: str = ""
+
+
+class RunStore(ABC):
+    """Experiments and their runs: params, tags, metric points and artifacts.
+
+    Contract: experiments are created on first use by name; a param, once logged, keeps its
+    value (logging a different value raises `ConflictError`); metric points are appended in
+    batches and a run's latest value per key is the one with the highest step (the latest
+    timestamp breaks ties); unknown runs raise `NotFoundError`.
+    """
+
+    @abstractmethod
+    def experiment(self, name: str) -> Experiment:
+        """The experiment of that name, created if it does not exist."""
+
+    @abstractmethod
+    def list_experiments(self) -> list[Experiment]: ...
+
+    @abstractmethod
+    def create_run(
+        self,
+        experiment: str,
+        name: str,
+        *,
+        parent_id: int | None = None,
+        environment: dict[str, Any] | None = None,
+    ) -> RunRecord: ...
+
+    @abstractmethod
+    def end_run(self, run_id: int, status: RunStatus, error: str | None = None) -> None: ...
+
+    @abstractmethod
+    def log_params(self, run_id: int, params: dict[str, Any]) -> None: ...
+
+    @abstractmethod
+    def set_tags(self, run_id: int, tags: dict[str, str]) -> None: ...
+
+    @abstractmethod
+    def log_metrics(self, run_id: int, points: list[MetricPoint]) -> None:
+        """Append points in one transaction and update the run's latest values."""
+
+    @abstractmethod
+    def add_artifact(self, run_id: int, artifact: RunArtifact) -> None:
+        """Record a logged file; logging the same path again replaces it."""
+
+    @abstractmethod
+    def list_artifacts(self, run_id: int) -> list[RunArtifact]: ...
+
+    @abstractmethod
+    def get_run(self, run_id: int) -> RunRecord: ...
+
+    @abstractmethod
+    def list_runs(
+        self, experiment: str | None = None, *, parent_id: int | None = None
+    ) -> list[RunRecord]:
+        """Runs, the newest first, with params, tags and latest metrics filled in."""
+
+    @abstractmethod
+    def metric_history(self, run_id: int, key: str) -> list[MetricPoint]:
+        """Every point of one metric, in step then timestamp order."""
+
+
+class ModelStore(ABC):
+    """Registered models, their immutable numbered versions, and aliases.
+
+    Contract: versions of a name are numbered 1, 2, ... also under concurrent writers; an
+    alias points at one version of its model and moves atomically, each move recorded as an
+    `AliasEvent`; unknown names, versions and aliases raise `NotFoundError`.
+    """
+
+    @abstractmethod
+    def add_version(self, new: NewModelVersion) -> ModelVersion: ...
+
+    @abstractmethod
+    def get_version(self, name: str, version: int | None = None) -> ModelVersion:
+        """A given version, or the latest when `version` is None."""
+
+    @abstractmethod
+    def get_by_alias(self, name: str, alias: str) -> ModelVersion: ...
+
+    @abstractmethod
+    def list_models(self) -> list[ModelSummary]: ...
+
+    @abstractmethod
+    def list_versions(self, name: str) -> list[ModelVersion]: ...
+
+    @abstractmethod
+    def set_alias(self, name: str, alias: str, version: int, actor: str) -> AliasEvent: ...
+
+    @abstractmethod
+    def remove_alias(self, name: str, alias: str, actor: str) -> AliasEvent: ...
+
+    @abstractmethod
+    def alias_history(self, name: str) -> list[AliasEvent]:
+        """Every alias move of a model, the oldest first."""

@@ -8,12 +8,14 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
     MetaData,
     String,
     Table,
+    Text,
     UniqueConstraint,
 )
 
@@ -86,4 +88,122 @@ lineage_edges = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Index("ix_lineage_parent", "parent_kind", "parent_id"),
     Index("ix_lineage_child", "child_kind", "child_id"),
+)
+
+experiments = Table(
+    "experiments",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(256), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("experiment_id", ForeignKey("experiments.id", ondelete="CASCADE"), nullable=False),
+    Column("parent_id", ForeignKey("runs.id", ondelete="SET NULL"), nullable=True),
+    Column("name", String(256), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("start_time", DateTime(timezone=True), nullable=False),
+    Column("end_time", DateTime(timezone=True), nullable=True),
+    Column("environment", JSON, nullable=False),
+    Column("error", Text, nullable=True),
+    Index("ix_runs_experiment", "experiment_id"),
+    Index("ix_runs_parent", "parent_id"),
+)
+
+run_params = Table(
+    "run_params",
+    metadata,
+    Column("run_id", ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("key", String(256), primary_key=True),
+    Column("value", JSON, nullable=True),
+)
+
+run_tags = Table(
+    "run_tags",
+    metadata,
+    Column("run_id", ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("key", String(256), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+# Every point, append-only: no primary key to maintain on the hot path of a training loop.
+run_metrics = Table(
+    "run_metrics",
+    metadata,
+    Column("run_id", Integer, nullable=False),
+    Column("key", String(256), nullable=False),
+    Column("value", Float, nullable=False),
+    Column("step", BigInteger, nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+    Index("ix_run_metrics_run_key", "run_id", "key"),
+)
+
+run_latest_metrics = Table(
+    "run_latest_metrics",
+    metadata,
+    Column("run_id", ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("key", String(256), primary_key=True),
+    Column("value", Float, nullable=False),
+    Column("step", BigInteger, nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+)
+
+run_artifacts = Table(
+    "run_artifacts",
+    metadata,
+    Column("run_id", ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("path", String(1024), primary_key=True),
+    Column("content_hash", String(64), nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Index("ix_run_artifacts_content_hash", "content_hash"),
+)
+
+registered_models = Table(
+    "registered_models",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("model_id", ForeignKey("registered_models.id", ondelete="CASCADE"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("flavor", String(32), nullable=False),
+    Column("signature", JSON, nullable=False),
+    Column("run_id", ForeignKey("runs.id", ondelete="SET NULL"), nullable=True),
+    Column("metrics", JSON, nullable=False),
+    Column("origin", String(16), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("model_id", "version", name="uq_model_versions_version"),
+    Index("ix_model_versions_content_hash", "content_hash"),
+)
+
+model_aliases = Table(
+    "model_aliases",
+    metadata,
+    Column("model_id", ForeignKey("registered_models.id", ondelete="CASCADE"), primary_key=True),
+    Column("alias", String(64), primary_key=True),
+    Column("version_id", ForeignKey("model_versions.id", ondelete="CASCADE"), nullable=False),
+)
+
+alias_events = Table(
+    "alias_events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("model_id", ForeignKey("registered_models.id", ondelete="CASCADE"), nullable=False),
+    Column("alias", String(64), nullable=False),
+    Column("old_version", Integer, nullable=True),
+    Column("new_version", Integer, nullable=True),
+    Column("actor", String(256), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
 )
