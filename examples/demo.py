@@ -69,7 +69,30 @@ def main() -> None:
     )
     run("data", "versions", "credit")
     run("data", "export", "credit:2", "credit_clean.parquet")
-    print(f"\ndemo workspace: {OUT}/.fermion  (cd {OUT} && fermion data list)")
+    train_and_register()
+    print(f"\ndemo workspace: {OUT}/.fermion  (cd {OUT} && fermion runs list)")
+
+
+def train_and_register() -> None:
+    """Train LightGBM on the cleaned, split data; evaluate; register it as credit@production."""
+    run(
+        "train",
+        "--data",
+        "credit:2",
+        "--target",
+        "Status",
+        "--model",
+        "lightgbm",
+        "--alias",
+        "production",
+        "--output",
+        "credit-model",
+    )
+    run("runs", "list", "--experiment", "credit")
+    run("models", "show", "credit@production")
+    run("evaluate", "credit@production", "--data", "credit:2", "--part", "test")
+    plots = sorted(p.name for p in (OUT / "credit-model").glob("*.png"))
+    print(f"\nplots and model card: {OUT / 'credit-model'} ({', '.join(plots)})")
 
 
 if __name__ == "__main__":

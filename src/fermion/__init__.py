@@ -16,7 +16,11 @@ from fermion.errors import (
 
 if TYPE_CHECKING:
     from fermion.data.catalog import DatasetCatalog
+    from fermion.registry.registry import ModelRegistry
     from fermion.tracking import Run, Tracker
+    from fermion.training.custom import CustomFit
+    from fermion.training.evaluation import EvaluationReport
+    from fermion.training.trainer import TrainResult
     from fermion.workspace import Workspace
 
 __version__ = "0.1.0"
@@ -32,8 +36,11 @@ __all__ = [
     "Workspace",
     "current_workspace",
     "datasets",
+    "evaluate",
+    "models",
     "runs",
     "start_run",
+    "train",
 ]
 
 
@@ -58,6 +65,31 @@ def start_run(
     return current_workspace().runs.start(name, experiment=experiment, tags=tags, nested=nested)
 
 
+def train(
+    data: str,
+    target: str,
+    model: str | CustomFit = "lightgbm",
+    params: dict[str, Any] | None = None,
+    **options: Any,
+) -> TrainResult:
+    """Train on a dataset version, track the run, evaluate it and register the model.
+
+    `model` is a built-in family name ("lightgbm", "xgboost", "logistic", "linear",
+    "random_forest", "hist_gb", "torch_mlp") or your own function `fit(data, run) -> model`.
+    Options are those of `fermion.training.trainer.train` (alias, name, task, exclude, ...).
+    """
+    from fermion.training.trainer import train as run_training
+
+    return run_training(current_workspace(), data, target, model, params, **options)
+
+
+def evaluate(model: str, data: str, **options: Any) -> EvaluationReport:
+    """Evaluate a registered model (`credit@production`) on a dataset version (`credit:3`)."""
+    from fermion.training.evaluation import evaluate_registered
+
+    return evaluate_registered(current_workspace(), model, data, **options)
+
+
 def __getattr__(name: str) -> Any:
     # Keeps `import fermion` light: the workspace and its stores load on first use.
     if name == "Workspace":
@@ -67,6 +99,9 @@ def __getattr__(name: str) -> Any:
     if name == "datasets":
         catalog: DatasetCatalog = current_workspace().datasets
         return catalog
+    if name == "models":
+        registry: ModelRegistry = current_workspace().models
+        return registry
     if name == "runs":
         tracker: Tracker = current_workspace().runs
         return tracker

@@ -20,6 +20,7 @@ from fermion.storage import Storage, open_storage
 
 if TYPE_CHECKING:
     from fermion.data.catalog import DatasetCatalog
+    from fermion.registry.registry import ModelRegistry
     from fermion.tracking import Tracker
 
 
@@ -80,6 +81,12 @@ class Workspace:
         from fermion.tracking import Tracker
 
         return Tracker(self.storage, self.scratch_dir)
+
+    @cached_property
+    def models(self) -> ModelRegistry:
+        from fermion.registry.registry import ModelRegistry
+
+        return ModelRegistry(self.storage, self.scratch_dir, self.root / "models")
 
     def close(self) -> None:
         if "runs" in self.__dict__:

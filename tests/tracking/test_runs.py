@@ -120,3 +120,25 @@ def test_inputs_record_the_dataset_versions_read(workspace: Workspace, tmp_path:
     with workspace.runs.start() as run:
         run.log_input(dataset, "train")
     assert workspace.runs.inputs(run.id) == [(dataset.record.id, "train")]
+
+
+def test_a_script_that_crashes_without_with_leaves_its_run_failed(workspace_dir: Path) -> None:
+    import subprocess
+    import sys
+
+    Workspace.init(workspace_dir).close()
+    script = (
+        "import fermion\n"
+        "run = fermion.start_run('script')\n"
+        "run.log_metric('loss', 0.5)\n"
+        "raise RuntimeError('out of memory')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=workspace_dir, capture_output=True, text=True
+    )
+    assert done.returncode == 1
+    with Workspace.open(workspace_dir) as ws:
+        [record] = ws.runs.list()
+    assert record.status is RunStatus.FAILED
+    assert record.error is not None and "out of memory" in record.error
+    assert record.metrics == {"loss": 0.5}

@@ -6,12 +6,16 @@ from pathlib import Path
 
 import typer
 
-from fermion.cli import data
+from fermion.cli import data, models, runs, train
 from fermion.cli.app import new_app
 from fermion.cli.output import console
 
 app = new_app("Fermion: from raw data to a monitored model behind an authenticated API.")
 app.add_typer(data.app, name="data")
+app.add_typer(runs.app, name="runs")
+app.add_typer(models.app, name="models")
+app.command("train")(train.train)
+app.command("evaluate")(train.evaluate)
 
 
 def _show_version(value: bool) -> None:

@@ -58,6 +58,10 @@ class DatasetCatalog:
         parsed = ref if isinstance(ref, DatasetRef) else DatasetRef.parse(ref)
         return Dataset(self._store.get_version(parsed.name, parsed.version), self._storage)
 
+    def get_by_id(self, version_id: int) -> Dataset:
+        """A version by its store id, as lineage edges and runs name it."""
+        return Dataset(self._store.get_version_by_id(version_id), self._storage)
+
     def list(self) -> list[DatasetSummary]:
         return self._store.list_datasets()
 

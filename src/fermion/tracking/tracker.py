@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from fermion.entities import MetricPoint, RunArtifact, RunRecord, RunStatus
-from fermion.errors import InvalidInputError
+from fermion.errors import InvalidInputError, NotFoundError
 from fermion.storage import Storage
 from fermion.tracking.environment import capture_environment
 from fermion.tracking.query import parse_filter, parse_sort, sort_runs
@@ -104,6 +104,13 @@ class Tracker:
         self.store.get_run(run_id)
         return self.store.list_artifacts(run_id)
 
+    def artifact_path(self, run_id: int, path: str) -> Path:
+        """A local, checksum-verified copy of one of the run's artifacts."""
+        for artifact in self.list_artifacts(run_id):
+            if artifact.path == path:
+                return self.artifacts.local_path(artifact.content_hash)
+        raise NotFoundError(f"run {run_id} has no artifact {path!r}")
+
     def inputs(self, run_id: int) -> builtins.list[tuple[int, str]]:
         """(dataset version id, context) of every dataset version the run read."""
         return [
@@ -128,15 +135,27 @@ class Tracker:
             differing_metrics={k for k, v in metrics.items() if len(set(v)) > 1},
         )
 
-    def end_open_runs(self, status: RunStatus = RunStatus.FINISHED) -> None:
+    def end_open_runs(
+        self, status: RunStatus = RunStatus.FINISHED, error: str | None = None
+    ) -> None:
         with self._lock:
             runs = list(self._open)
         for run in runs:
-            run.end(status)
+            run.end(status, error)
 
 
 def _end_open_runs(ref: weakref.ref[Tracker]) -> None:
-    """At interpreter exit, end runs that were started without `with` and never ended."""
+    """At interpreter exit, end runs that were started without `with` and never ended: failed
+    if the program died of an uncaught exception, else finished."""
+    import sys
+    import traceback
+
     tracker = ref()
-    if tracker is not None:
+    if tracker is None:
+        return
+    # The interpreter sets sys.last_value when it prints an uncaught exception.
+    crash = getattr(sys, "last_value", None)
+    if crash is None:
         tracker.end_open_runs()
+    else:
+        tracker.end_open_runs(RunStatus.FAILED, "".join(traceback.format_exception(crash)))

@@ -1,0 +1,1 @@
+"""The model registry: versions, aliases, signatures, the model format and its flavors."""

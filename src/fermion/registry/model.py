@@ -1,0 +1,110 @@
+"""A loaded model: raw rows in, predictions out, with its signature checked on every call."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from fermion.entities import ModelVersion, Signature
+from fermion.errors import InvalidInputError
+from fermion.registry.bundle import MANIFEST, read_manifest_file
+from fermion.registry.signature import Rows, conform, to_frame
+
+
+class Model:
+    """What `fermion.models.load("credit@production")` returns.
+
+    `predict(rows)` gives class labels (classification) or values (regression);
+    `predict_proba(rows)` gives one column per class, in `classes` order. Rows are a dict, a
+    list of dicts, or a pandas or Polars frame holding at least the signature's columns.
+    """
+
+    def __init__(
+        self,
+        manifest: dict[str, Any],
+        estimator: Any,
+        preprocessor: Any | None,
+        *,
+        version: ModelVersion | None = None,
+        folder: Path | None = None,
+    ) -> None:
+        self.manifest = manifest
+        self.signature = Signature.from_dict(manifest["signature"])
+        self.classes: list[Any] = list(manifest.get("classes") or [])
+        self.flavor: str = manifest["flavor"]
+        self.version = version
+        self.folder = folder
+        self._estimator = estimator
+        self._preprocessor = preprocessor
+        self._inputs: str = manifest.get("inputs", "matrix")
+
+    def __repr__(self) -> str:
+        name = self.version.ref if self.version else "unregistered"
+        return f"<Model {name} flavor={self.flavor} task={self.task}>"
+
+    @property
+    def task(self) -> str:
+        return self.signature.task
+
+    @property
+    def estimator(self) -> Any:
+        """The framework's own model object (a LightGBM Booster, a scikit-learn estimator...)."""
+        inner = getattr(self._estimator, "estimator", self._estimator)
+        return getattr(inner, "model", inner)
+
+    def prepare(self, rows: Rows) -> Any:
+        """Rows as the estimator takes them: checked against the signature, then encoded."""
+        frame = conform(to_frame(rows), self.signature)
+        if self._inputs == "frame":
+            return frame
+        if self._inputs == "pandas":
+            return frame.to_pandas()
+        if self._preprocessor is None:
+            return frame.to_numpy().astype(np.float32)
+        return self._preprocessor.transform(frame)
+
+    def predict(self, rows: Rows) -> np.ndarray:
+        features = self.prepare(rows)
+        if features.shape[0] == 0:
+            return np.empty(0)
+        raw = np.asarray(self._estimator.predict(features))
+        if self.task == "regression":
+            return raw.astype(np.float64).reshape(-1)
+        codes = raw.astype(np.int64).reshape(-1)
+        return np.asarray(self.classes, dtype=object)[codes]
+
+    def predict_proba(self, rows: Rows) -> np.ndarray:
+        if self.task == "regression":
+            raise InvalidInputError("predict_proba is for classifiers; this model is a regressor")
+        features = self.prepare(rows)
+        if features.shape[0] == 0:
+            return np.empty((0, len(self.classes)))
+        if not hasattr(self._estimator, "predict_proba"):
+            raise InvalidInputError(f"this {self.flavor} model gives no probabilities")
+        return np.asarray(self._estimator.predict_proba(features), dtype=np.float64)
+
+    def predict_frame(self, rows: Rows) -> pl.DataFrame:
+        """Predictions as a frame: `prediction`, and a probability column per class."""
+        frame = to_frame(rows)
+        result = {"prediction": self.predict(frame).tolist()}
+        if self.task != "regression" and hasattr(self._estimator, "predict_proba"):
+            proba = self.predict_proba(frame)
+            for index, label in enumerate(self.classes):
+                result[f"proba_{label}"] = proba[:, index].tolist()
+        return pl.DataFrame(result, strict=False)
+
+
+def load_folder(folder: Path, *, trusted: bool, version: ModelVersion | None = None) -> Model:
+    """Load a model from a materialized bundle folder; the registry checks checksums first."""
+    from fermion.registry.flavors import get_flavor
+    from fermion.training.preprocess import Preprocessor
+
+    manifest = read_manifest_file(folder / MANIFEST)
+    flavor = get_flavor(manifest["flavor"])
+    estimator = flavor.load(folder / "model", manifest.get("flavor_meta", {}), trusted=trusted)
+    state = manifest.get("preprocessor")
+    preprocessor = Preprocessor.from_dict(state) if state else None
+    return Model(manifest, estimator, preprocessor, version=version, folder=folder)

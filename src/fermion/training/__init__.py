@@ -1,0 +1,1 @@
+"""Training: task detection, preprocessing, model families, evaluation and plots."""

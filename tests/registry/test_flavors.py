@@ -1,0 +1,161 @@
+"""Flavors: every fitted model survives a save and load with identical predictions."""
+
+from __future__ import annotations
+
+import fractions
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+from sklearn.datasets import make_classification, make_regression
+
+from fermion.errors import ConflictError, InvalidInputError
+from fermion.registry.flavors import FLAVORS, flavor_for, get_flavor
+from fermion.registry.flavors.python_flavor import PythonFlavor, load_object, save_object
+from fermion.registry.flavors.sklearn_flavor import SklearnFlavor
+from fermion.training.families import get_family
+from fermion.training.families.base import FittedModel, Task
+from fermion.training.families.sklearn_models import SklearnModel
+
+FAST: dict[str, dict[str, object]] = {
+    "random_forest": {"n_estimators": 20},
+    "hist_gb": {"max_iter": 30},
+    "lightgbm": {"num_boost_round": 40},
+    "xgboost": {"num_boost_round": 40},
+    "torch_mlp": {"epochs": 5},
+}
+CASES = [
+    ("logistic", "binary"),
+    ("logistic", "multiclass"),
+    ("linear", "regression"),
+    ("random_forest", "multiclass"),
+    ("hist_gb", "binary"),
+    ("hist_gb", "regression"),
+    ("lightgbm", "binary"),
+    ("lightgbm", "multiclass"),
+    ("lightgbm", "regression"),
+    ("xgboost", "binary"),
+    ("xgboost", "multiclass"),
+    ("xgboost", "regression"),
+    ("torch_mlp", "multiclass"),
+    ("torch_mlp", "regression"),
+]
+
+
+def _data(task: Task) -> tuple[npt.NDArray[Any], npt.NDArray[Any], int]:
+    if task == "regression":
+        X, y = make_regression(n_samples=300, n_features=6, noise=5.0, random_state=1)
+        return X.astype(np.float32), y, 0
+    k = 2 if task == "binary" else 3
+    X, y = make_classification(
+        n_samples=300, n_features=6, n_informative=4, n_classes=k, random_state=1
+    )
+    return X.astype(np.float32), y, k
+
+
+def _fit(name: str, task: Task) -> tuple[FittedModel, npt.NDArray[Any]]:
+    X, y, k = _data(task)
+    categorical: list[int] = []
+    if get_family(name).preprocessing == "trees":
+        X[:, 0] = np.floor(np.abs(X[:, 0]) * 2)  # ordinal codes, as the preprocessor makes them
+        X[::9, 1] = np.nan
+        categorical = [0]
+    model = get_family(name).fit(
+        X[:200],
+        y[:200],
+        task=task,
+        n_classes=k,
+        params=FAST.get(name, {}),
+        valid=(X[200:250], y[200:250]),
+        categorical_features=categorical,
+    )
+    return model, X[250:]
+
+
+def _assert_same_predictions(a: FittedModel, b: FittedModel, X: npt.NDArray[Any]) -> None:
+    if a.task == "regression":
+        np.testing.assert_allclose(b.predict(X), a.predict(X), rtol=0, atol=1e-6)
+    else:
+        np.testing.assert_allclose(b.predict_proba(X), a.predict_proba(X), rtol=0, atol=1e-6)
+        np.testing.assert_array_equal(b.predict(X), a.predict(X))
+
+
+@pytest.mark.parametrize(("name", "task"), CASES)
+def test_round_trip_keeps_predictions(name: str, task: Task, tmp_path: Path) -> None:
+    model, X = _fit(name, task)
+    flavor = flavor_for(model)
+    assert flavor.name == get_family(name).flavor
+    assert not flavor.pickle_based
+    meta = json.loads(json.dumps(flavor.save(model, tmp_path / "model")))
+    assert meta["flavor"] == flavor.name and meta["task"] == task
+    loaded = flavor.load(tmp_path / "model", meta, trusted=False)
+    assert type(loaded) is type(model)
+    assert (loaded.task, loaded.n_classes, loaded.best_step) == (
+        model.task,
+        model.n_classes,
+        model.best_step,
+    )
+    _assert_same_predictions(model, loaded, X)
+
+
+def test_python_flavor_needs_trust(tmp_path: Path) -> None:
+    model, X = _fit("lightgbm", "binary")
+    flavor = get_flavor("python")
+    assert flavor.pickle_based
+    meta = json.loads(json.dumps(flavor.save(model, tmp_path)))
+    with pytest.raises(ConflictError, match="trusted=True"):
+        flavor.load(tmp_path, meta, trusted=False)
+    _assert_same_predictions(model, flavor.load(tmp_path, meta, trusted=True), X)
+
+
+def test_python_objects_round_trip_by_value(tmp_path: Path) -> None:
+    offset = 3
+
+    def predict(x: int) -> int:
+        return x + offset
+
+    meta = save_object(predict, tmp_path)
+    with pytest.raises(ConflictError):
+        load_object(tmp_path, meta, trusted=False)
+    loaded = load_object(tmp_path, meta, trusted=True)
+    assert callable(loaded) and loaded(1) == 4
+
+
+def test_python_flavor_refuses_an_object_that_is_not_a_model(tmp_path: Path) -> None:
+    meta = save_object({"not": "a model"}, tmp_path)
+    with pytest.raises(InvalidInputError, match="not a fitted model"):
+        PythonFlavor().load(tmp_path, meta, trusted=True)
+
+
+def test_sklearn_flavor_refuses_foreign_types_unless_trusted(tmp_path: Path) -> None:
+    model, X = _fit("logistic", "binary")
+    model.estimator.note_ = fractions.Fraction(1, 3)
+    meta = SklearnFlavor().save(model, tmp_path)
+    with pytest.raises(ConflictError, match=r"fractions\.Fraction"):
+        SklearnFlavor().load(tmp_path, meta, trusted=False)
+    loaded = SklearnFlavor().load(tmp_path, meta, trusted=True)
+    assert loaded.estimator.note_ == fractions.Fraction(1, 3)
+    _assert_same_predictions(model, loaded, X)
+
+
+def test_a_flavor_refuses_another_librarys_model(tmp_path: Path) -> None:
+    model, _ = _fit("lightgbm", "regression")
+    with pytest.raises(InvalidInputError, match="saves SklearnModel"):
+        SklearnFlavor().save(model, tmp_path)
+
+
+def test_malformed_metadata_is_refused(tmp_path: Path) -> None:
+    model, _ = _fit("linear", "regression")
+    assert isinstance(model, SklearnModel)
+    meta = SklearnFlavor().save(model, tmp_path)
+    with pytest.raises(InvalidInputError, match="unknown task"):
+        SklearnFlavor().load(tmp_path, {**meta, "task": "ranking"}, trusted=False)
+
+
+def test_unknown_flavor_names_the_choices() -> None:
+    assert set(FLAVORS) == {"sklearn", "lightgbm", "xgboost", "torch", "python"}
+    with pytest.raises(InvalidInputError, match="unknown model flavor 'onnx'; choose one of"):
+        get_flavor("onnx")
