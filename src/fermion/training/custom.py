@@ -83,13 +83,25 @@ class UserModel(FittedModel):
     def predict_proba(self, X: Any) -> Floats:
         if self.task == "regression":
             raise InvalidInputError("predict_proba needs a classification model")
-        proba = np.asarray(self.model.predict_proba(X), dtype=np.float64)
+        if callable(getattr(self.model, "predict_proba", None)):
+            proba = np.asarray(self.model.predict_proba(X), dtype=np.float64)
+        else:  # Keras-style: predict gives the probabilities
+            output = np.asarray(self.model.predict(X))
+            if not np.issubdtype(output.dtype, np.floating):
+                raise InvalidInputError(
+                    "a custom classifier must give class probabilities: add predict_proba(X), "
+                    "or make predict(X) return them"
+                )
+            proba = output.astype(np.float64)
+        if proba.ndim == 2 and proba.shape[1] == 1 and self.n_classes == 2:
+            proba = proba[:, 0]
         if proba.ndim == 1 and self.n_classes == 2:
             proba = np.column_stack([1.0 - proba, proba])
         if proba.ndim != 2 or proba.shape[1] != self.n_classes:
             raise InvalidInputError(
-                f"the custom model's predict_proba must return one column per class "
-                f"({self.n_classes}), got shape {proba.shape}"
+                f"the custom model must give probabilities with one column per class "
+                f"({self.n_classes}) from predict_proba, or from predict when it has no "
+                f"predict_proba; got shape {proba.shape}"
             )
         return proba
 
@@ -145,22 +157,42 @@ def build_training_data(
     )
 
 
-def wrap_user_model(model: Any, data: TrainingData) -> UserModel:
+def wrap_user_model(model: Any, data: TrainingData, inputs: Inputs = "matrix") -> FittedModel:
+    """The user's model behind the `FittedModel` interface. Classifiers give probabilities
+    from `predict_proba`, or from `predict` (as Keras models do)."""
     if model is None:
         raise InvalidInputError("the custom training function returned no model")
     if isinstance(model, FittedModel):
         raise InvalidInputError("return your framework's model object, not a FittedModel")
-    if not callable(getattr(model, "predict", None)):
+    if not callable(getattr(model, "predict", None)) and not _is_torch_module(model):
         raise InvalidInputError(
             f"the custom training function returned a {type(model).__name__}, which has no "
             "predict(X) method"
         )
-    if data.task != "regression" and not callable(getattr(model, "predict_proba", None)):
-        raise InvalidInputError(
-            "a custom classifier must have predict_proba(X) returning one column per class"
-        )
     n_features = len(data.feature_names)
+    if inputs == "matrix" and type(model).__module__.startswith("sklearn."):
+        from fermion.training.families.sklearn_models import SklearnModel
+
+        # A stock scikit-learn estimator saves pickle-free through skops.
+        return SklearnModel(model, task=data.task, n_classes=data.n_classes, n_features=n_features)
+    if inputs == "matrix" and _is_torch_module(model):
+        from fermion.registry.flavors.torch_export_flavor import export_module
+
+        return export_module(
+            model,
+            np.asarray(data.X_train[:4], dtype=np.float32),
+            task=data.task,
+            n_classes=data.n_classes,
+            n_features=n_features,
+        )
     return UserModel(model, task=data.task, n_classes=data.n_classes, n_features=n_features)
+
+
+def _is_torch_module(model: Any) -> bool:
+    return any(
+        cls.__module__ == "torch.nn.modules.module" and cls.__name__ == "Module"
+        for cls in type(model).__mro__
+    )
 
 
 CustomFit = Callable[[TrainingData, "Run"], Any]

@@ -244,7 +244,25 @@ def _fit_custom(
         preprocessor = preprocessor_for(preprocessing, roles).fit(train_frame)
     data = build_training_data(prepared, inputs, preprocessor, params, seed)
     report.stage(f"Fitting {getattr(fit, '__name__', 'custom model')}")
-    return wrap_user_model(fit(data, run), data), preprocessor
+    fitted = wrap_user_model(fit(data, run), data, inputs)
+    _check_custom(fitted, data)
+    return fitted, preprocessor
+
+
+def _check_custom(fitted: Any, data: Any) -> None:
+    """Call the user's model once on a few training rows, so a broken one fails here, naming
+    the problem, rather than in evaluation."""
+    sample = data.X_train[:5]
+    try:
+        fitted.predict(sample)
+        if data.task != "regression":
+            fitted.predict_proba(sample)
+    except InvalidInputError:
+        raise
+    except Exception as exc:
+        raise InvalidInputError(
+            f"the custom model failed to predict on training rows: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def _finish(

@@ -17,6 +17,7 @@ from fermion.errors import InvalidInputError
 from fermion.registry.flavors.lightgbm_flavor import LightGBMFlavor
 from fermion.registry.flavors.python_flavor import PythonFlavor
 from fermion.registry.flavors.sklearn_flavor import SklearnFlavor
+from fermion.registry.flavors.torch_export_flavor import TorchExportFlavor
 from fermion.registry.flavors.torch_flavor import TorchFlavor
 from fermion.registry.flavors.xgboost_flavor import XGBoostFlavor
 from fermion.training.families.base import FittedModel
@@ -50,6 +51,7 @@ FLAVORS: Mapping[str, Flavor] = MappingProxyType(
             LightGBMFlavor(),
             XGBoostFlavor(),
             TorchFlavor(),
+            TorchExportFlavor(),
             PythonFlavor(),
         )
     }
