@@ -38,8 +38,10 @@ class FermionGroup(TyperGroup):
 
 def _fail(message: str, code: int) -> None:
     first_line = message.strip().splitlines()[0] if message.strip() else "failed"
+    from rich.markup import escape
+
     Console(stderr=True, highlight=False, soft_wrap=True).print(
-        f"[bold red]error:[/] {first_line}", markup=True
+        f"[bold red]error:[/] {escape(first_line)}", markup=True
     )
     raise typer.Exit(code)
 

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from fermion.cli.app import new_app
 from fermion.cli.models_render import (
@@ -140,7 +141,8 @@ def export(
         print_json({"ref": version.ref, "path": written, "size_bytes": written.stat().st_size})
         return
     size = written.stat().st_size
-    console().print(f"exported [bold]{version.ref}[/] to {written} ({size / 1e3:,.1f} KB)")
+    where = escape(str(written))
+    console().print(f"exported [bold]{version.ref}[/] to {where} ({size / 1e3:,.1f} KB)")
 
 
 @app.command("import")
@@ -152,7 +154,7 @@ def import_(
     """Register a bundle as a new version, after checking every path and checksum."""
     from fermion.registry.flavors import get_flavor
 
-    with _workspace() as ws, working(f"importing {path}"):
+    with _workspace() as ws, working(f"importing {escape(str(path))}"):
         version = ws.models.import_bundle(path, name=name)
     needs_trust = get_flavor(version.flavor).pickle_based
     if as_json:
@@ -160,7 +162,7 @@ def import_(
         return
     out = console()
     out.print(
-        f"imported [bold]{version.ref}[/] from {path} "
+        f"imported [bold]{version.ref}[/] from {escape(str(path))} "
         f"({version.flavor}, {version.signature.task}, sha256 {version.content_hash[:12]})"
     )
     if needs_trust:

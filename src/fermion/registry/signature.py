@@ -107,6 +107,8 @@ def _cast(column: pl.Series, target: pl.DataType, spec: ColumnSpec) -> pl.Series
             return column.str.to_datetime(time_unit="us", strict=True)
         if target == pl.String:
             return column.cast(pl.String)
+        if target == pl.Boolean and column.dtype == pl.String:
+            return _booleans(column, spec)
         if target.is_numeric() and column.dtype == pl.String:
             column = column.str.strip_chars().cast(pl.Float64, strict=True)
         if target.is_integer() and column.dtype.is_float():
@@ -124,6 +126,21 @@ def _cast(column: pl.Series, target: pl.DataType, spec: ColumnSpec) -> pl.Series
             if bad is not None
             else f"column {spec.name!r} must be {spec.type}: {exc}"
         ) from exc
+
+
+_TRUE = frozenset({"true", "t", "yes", "y", "1"})
+_FALSE = frozenset({"false", "f", "no", "n", "0"})
+
+
+def _booleans(column: pl.Series, spec: ColumnSpec) -> pl.Series:
+    """Text such as JSON clients send: true/false, yes/no, 1/0 (any case)."""
+    words = column.str.strip_chars().str.to_lowercase()
+    present = words.drop_nulls()
+    unknown = present.filter(~present.is_in(list(_TRUE | _FALSE)))
+    if unknown.len():
+        raise InvalidInputError(f"column {spec.name!r} must be boolean; got {unknown[0]!r}")
+    mapping = dict.fromkeys(_TRUE, True) | dict.fromkeys(_FALSE, False)
+    return words.replace_strict(mapping, default=None, return_dtype=pl.Boolean())
 
 
 def _first_bad(column: pl.Series, target: pl.DataType) -> Any:

@@ -29,7 +29,8 @@ def check_target(frame: pl.DataFrame, target: str) -> pl.Series:
         missing += int(column.is_nan().sum())
     if missing:
         raise InvalidInputError(
-            f"the target column {target!r} has {missing:,} missing values (null or NaN); "
+            f"the target column {target!r} has {missing:,} missing "
+            f"value{'s' if missing != 1 else ''} (null or NaN); "
             "drop or fill them first, e.g. a drop_missing step in a cleaning recipe"
         )
     return column

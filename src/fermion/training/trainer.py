@@ -124,6 +124,7 @@ def train(
     `inputs` and `preprocessing` say what such a function receives. Any error after the run
     starts marks the run failed and registers nothing.
     """
+    from fermion.entities.dataset import check_name
     from fermion.registry.refs import check_alias
     from fermion.training.families import get_family
 
@@ -132,6 +133,8 @@ def train(
     label = family.name if family is not None else f"custom:{getattr(model, '__name__', 'fit')}"
     if alias is not None:
         check_alias(alias)
+    if name is not None:
+        check_name(name)
     dataset = ws.datasets.get(data) if isinstance(data, str) else data
     with ws.runs.start(
         run_name or f"{label.removeprefix('custom:')}-{dataset.name}",
