@@ -157,6 +157,25 @@ def _width(header: str, cells: Sequence[str]) -> int:
     return min(_MAX_TEXT, max([len(header), *(len(cell) for cell in cells)]))
 
 
+# What a reader looks for first; other keys follow by how many runs have them.
+_HEADLINE_KEYS = (
+    "model",
+    "data",
+    "roc_auc",
+    "f1_macro",
+    "rmse",
+    "accuracy",
+    "r2",
+    "log_loss",
+    "pr_auc",
+    "mae",
+)
+
+
+def _rank(key: str) -> int:
+    return _HEADLINE_KEYS.index(key) if key in _HEADLINE_KEYS else len(_HEADLINE_KEYS)
+
+
 def _candidates(runs: Sequence[RunRecord], sort_field: str | None) -> list[tuple[str, str]]:
     """(section, key) in the order columns get room: the sort key, the metrics, the params,
     each by how many runs have it, at most MAX_METRIC_COLUMNS and MAX_PARAM_COLUMNS."""
@@ -165,7 +184,7 @@ def _candidates(runs: Sequence[RunRecord], sort_field: str | None) -> list[tuple
     for section, limit in (("metrics", MAX_METRIC_COLUMNS), ("params", MAX_PARAM_COLUMNS)):
         counts = Counter(key for run in runs for key in getattr(run, section))
         first = sort_key if sort_section == section else None
-        keys = sorted(counts, key=lambda k: (k != first, -counts[k], k))[:limit]
+        keys = sorted(counts, key=lambda k: (k != first, _rank(k), -counts[k], k))[:limit]
         ordered.extend((section, key) for key in keys)
     return sorted(ordered, key=lambda item: item != (sort_section, sort_key))
 

@@ -20,6 +20,7 @@ _PACKAGES = (
     "scikit-learn",
     "lightgbm",
     "xgboost",
+    "xgboost-cpu",
     "torch",
     "sentence-transformers",
     "optuna",
