@@ -140,6 +140,9 @@ class ModelRegistry:
                 from fermion.errors import InvalidInputError
 
                 raise InvalidInputError("the bundle names no model: pass a name to import it as")
+            from fermion.registry.flavors import get_flavor
+
+            get_flavor(str(manifest.get("flavor")))  # an unknown flavor could never load
             manifest = {k: v for k, v in manifest.items() if k not in ("files", "format")}
             return self.register(
                 target,

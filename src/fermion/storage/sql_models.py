@@ -146,7 +146,7 @@ class SqlModelStore(ModelStore):
 
     def set_alias(self, name: str, alias: str, version: int, actor: str) -> AliasEvent:
         with self._engine.begin() as conn:
-            model_id = self._model_id(conn, name)
+            model_id = self._model_id(conn, name, lock=True)
             version_id = conn.scalar(
                 select(model_versions.c.id).where(
                     model_versions.c.model_id == model_id, model_versions.c.version == version
@@ -166,7 +166,7 @@ class SqlModelStore(ModelStore):
 
     def remove_alias(self, name: str, alias: str, actor: str) -> AliasEvent:
         with self._engine.begin() as conn:
-            model_id = self._model_id(conn, name)
+            model_id = self._model_id(conn, name, lock=True)
             old = self._aliased_version(conn, model_id, alias)
             if old is None:
                 raise NotFoundError(f"model {name!r} has no alias {alias!r}")
@@ -191,10 +191,11 @@ class SqlModelStore(ModelStore):
         ]
 
     @staticmethod
-    def _model_id(conn: Connection, name: str) -> int:
-        model_id = conn.scalar(
-            select(registered_models.c.id).where(registered_models.c.name == name)
-        )
+    def _model_id(conn: Connection, name: str, *, lock: bool = False) -> int:
+        query = select(registered_models.c.id).where(registered_models.c.name == name)
+        if lock:  # serialises alias moves of one model, so each event records the true "from"
+            query = query.with_for_update()
+        model_id = conn.scalar(query)
         if model_id is None:
             raise NotFoundError(f"no model named {name!r}")
         return int(model_id)
