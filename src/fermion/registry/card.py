@@ -38,7 +38,10 @@ def model_card(
         lines.append("- not recorded")
     split = manifest.get("split")
     if split:
-        counts = ", ".join(f"{part}: {n:,}" for part, n in split.get("counts", {}).items())
+        parts = split.get("counts", {})
+        rank = {"train": 0, "valid": 1, "test": 2}
+        ordered = sorted(parts.items(), key=lambda item: rank.get(item[0], 3))
+        counts = ", ".join(f"{part}: {n:,}" for part, n in ordered)
         lines.append(f"- Split: {counts}")
     lines += ["", "## Inputs (signature)", "", "| column | type | nullable |", "|---|---|---|"]
     lines += [
