@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -119,3 +119,26 @@ def s3_endpoint() -> Iterator[str]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+CreditCsv = Callable[..., Path]
+
+
+def _write_credit_csv(path: Path, *, seed: int = 1, rows: int = 300) -> Path:
+    """A small credit table (age, income, city -> status good/bad) with a learnable signal."""
+    import numpy as np
+    import polars as pl
+
+    rng = np.random.default_rng(seed)
+    age = rng.integers(18, 70, rows)
+    income = rng.normal(3000, 800, rows).round(1)
+    city = rng.choice(["paris", "lyon", "nice"], rows)
+    status = np.where(income + age * 10 + rng.normal(0, 300, rows) > 3400, "good", "bad")
+    pl.DataFrame({"age": age, "income": income, "city": city, "status": status}).write_csv(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def credit_csv() -> CreditCsv:
+    """Writes the small credit table: `credit_csv(path, seed=1, rows=300)`."""
+    return _write_credit_csv

@@ -9,8 +9,6 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import polars as pl
 import pytest
 from typer.testing import CliRunner
 
@@ -20,25 +18,15 @@ from fermion.training.trainer import train
 from fermion.workspace import Workspace
 
 
-def _credit_csv(path: Path, rows: int = 300) -> Path:
-    rng = np.random.default_rng(3)
-    age = rng.integers(18, 70, rows)
-    income = rng.normal(3000, 800, rows).round(1)
-    city = rng.choice(["paris", "lyon", "nice"], rows)
-    status = np.where(income + age * 10 + rng.normal(0, 300, rows) > 3400, "good", "bad")
-    pl.DataFrame({"age": age, "income": income, "city": city, "status": status}).write_csv(path)
-    return path
-
-
 @pytest.fixture(scope="module")
-def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def bundles(tmp_path_factory: pytest.TempPathFactory, credit_csv: Any) -> dict[str, Path]:
     """Bundles exported from another workspace: a logistic model and a pickled copy of it."""
     root = tmp_path_factory.mktemp("source")
     with pytest.MonkeyPatch.context() as patch:
         for key in [k for k in os.environ if k.startswith("FERMION_")]:
             patch.delenv(key)
         with Workspace.init(root) as ws:
-            ws.datasets.add(_credit_csv(root / "credit.csv"), name="credit")
+            ws.datasets.add(credit_csv(root / "credit.csv", seed=3), name="credit")
             version = train(ws, "credit", "status", "logistic").model
             assert version is not None
             manifest = ws.models.manifest(version)

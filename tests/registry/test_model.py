@@ -25,25 +25,17 @@ ROWS = [
 ]
 
 
-def _credit_csv(path: Path, rows: int = 300) -> Path:
-    rng = np.random.default_rng(1)
-    age = rng.integers(18, 70, rows)
-    income = rng.normal(3000, 800, rows).round(1)
-    city = rng.choice(["paris", "lyon", "nice"], rows)
-    status = np.where(income + age * 10 + rng.normal(0, 300, rows) > 3400, "good", "bad")
-    pl.DataFrame({"age": age, "income": income, "city": city, "status": status}).write_csv(path)
-    return path
-
-
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+def bundle(
+    tmp_path_factory: pytest.TempPathFactory, credit_csv: Any
+) -> tuple[Path, dict[str, Any]]:
     """A LightGBM model trained once per module: its `model/` files and manifest."""
     root = tmp_path_factory.mktemp("trained")
     with pytest.MonkeyPatch.context() as patch:
         for key in [k for k in os.environ if k.startswith("FERMION_")]:
             patch.delenv(key)
         with Workspace.init(root) as ws:
-            ws.datasets.add(_credit_csv(root / "credit.csv"), name="credit")
+            ws.datasets.add(credit_csv(root / "credit.csv", seed=1), name="credit")
             params = {"num_boost_round": 20}
             version = train(ws, "credit", "status", "lightgbm", params).model
             assert version is not None

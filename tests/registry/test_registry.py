@@ -10,8 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import polars as pl
 import pytest
 
 from fermion.errors import InvalidInputError, NotFoundError
@@ -23,19 +21,6 @@ from fermion.workspace import Workspace
 ROW = {"age": 41, "income": 3100.5, "city": "lyon"}
 
 
-def write_credit_csv(path: Path, rows: int = 300, seed: int = 0) -> Path:
-    """Synthetic credit data: an integer, a float and a categorical feature, a binary target."""
-    rng = np.random.default_rng(seed)
-    age = rng.integers(18, 70, rows)
-    income = rng.normal(3000, 800, rows).round(1)
-    city = rng.choice(["paris", "lyon", "nice"], rows)
-    score = income + age * 10 + rng.normal(0, 300, rows)
-    status = np.where(score > 3400, "good", "bad")
-    frame = pl.DataFrame({"age": age, "income": income, "city": city, "status": status})
-    frame.write_csv(path)
-    return path
-
-
 @dataclass(frozen=True)
 class Bundle:
     """A trained model's files (`model/`) and manifest, ready to register in any workspace."""
@@ -45,14 +30,14 @@ class Bundle:
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory: pytest.TempPathFactory) -> Bundle:
+def bundle(tmp_path_factory: pytest.TempPathFactory, credit_csv: Any) -> Bundle:
     """Train once per module, in a private SQLite workspace; tests register the result."""
     root = tmp_path_factory.mktemp("trained")
     with pytest.MonkeyPatch.context() as patch:
         for key in [k for k in os.environ if k.startswith("FERMION_")]:
             patch.delenv(key)
         with Workspace.init(root) as ws:
-            ws.datasets.add(write_credit_csv(root / "credit.csv"), name="credit")
+            ws.datasets.add(credit_csv(root / "credit.csv", seed=0), name="credit")
             version = train(ws, "credit", "status", "logistic").model
             assert version is not None
             model = ws.models.load(version)
@@ -191,8 +176,10 @@ def test_alias_errors_change_nothing(workspace: Workspace, bundle: Bundle) -> No
     assert len(models.history("credit")) == 1
 
 
-def test_train_registers_with_alias_lineage_and_card(workspace: Workspace, tmp_path: Path) -> None:
-    workspace.datasets.add(write_credit_csv(tmp_path / "credit.csv"), name="credit")
+def test_train_registers_with_alias_lineage_and_card(
+    workspace: Workspace, tmp_path: Path, credit_csv: Any
+) -> None:
+    workspace.datasets.add(credit_csv(tmp_path / "credit.csv", seed=0), name="credit")
     result = train(
         workspace, "credit", "status", "lightgbm", {"num_boost_round": 20}, alias="production"
     )

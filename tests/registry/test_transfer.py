@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import polars as pl
 import pytest
 
 from fermion.errors import ConflictError, IntegrityError, InvalidInputError, NotFoundError
@@ -42,24 +41,14 @@ class Exported:
     proba: npt.NDArray[np.float64]
 
 
-def _credit_csv(path: Path, rows: int = 300) -> Path:
-    rng = np.random.default_rng(2)
-    age = rng.integers(18, 70, rows)
-    income = rng.normal(3000, 800, rows).round(1)
-    city = rng.choice(["paris", "lyon", "nice"], rows)
-    status = np.where(income + age * 10 + rng.normal(0, 300, rows) > 3400, "good", "bad")
-    pl.DataFrame({"age": age, "income": income, "city": city, "status": status}).write_csv(path)
-    return path
-
-
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory) -> Exported:
+def exported(tmp_path_factory: pytest.TempPathFactory, credit_csv: Any) -> Exported:
     root = tmp_path_factory.mktemp("source")
     with pytest.MonkeyPatch.context() as patch:
         for key in [k for k in os.environ if k.startswith("FERMION_")]:
             patch.delenv(key)
         with Workspace.init(root) as ws:
-            ws.datasets.add(_credit_csv(root / "credit.csv"), name="credit")
+            ws.datasets.add(credit_csv(root / "credit.csv", seed=2), name="credit")
             version = train(ws, "credit", "status", "lightgbm", {"num_boost_round": 20}).model
             assert version is not None
             model = ws.models.load(version)
