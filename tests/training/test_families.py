@@ -260,7 +260,7 @@ def test_unknown_param_error_lists_the_accepted_names() -> None:
 
 
 def test_booleans_parse_from_words() -> None:
-    from fermion.training.families.base import ParamSpec
+    from fermion.training.families.params import ParamSpec
 
     spec = ParamSpec("flag", bool, False)
     assert [spec.coerce(v) for v in ("true", "No", 1, False)] == [True, False, True, False]

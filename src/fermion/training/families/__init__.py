@@ -6,8 +6,9 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from fermion.errors import InvalidInputError
-from fermion.training.families.base import FittedModel, ModelFamily, ParamSpec, Task
+from fermion.training.families.base import FittedModel, ModelFamily, Task
 from fermion.training.families.boosting import LightGBMFamily, XGBoostFamily
+from fermion.training.families.params import ParamSpec
 from fermion.training.families.sklearn_models import (
     HistGradientBoostingFamily,
     LinearFamily,

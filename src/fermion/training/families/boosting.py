@@ -21,11 +21,13 @@ from fermion.training.families.base import (
     Floats,
     Matrix,
     ModelFamily,
-    ParamSpec,
     Preprocessing,
     StepLog,
     Task,
     binary_columns,
+)
+from fermion.training.families.params import (
+    ParamSpec,
     get_float,
     get_int,
     get_opt_int,

@@ -18,15 +18,17 @@ from fermion.training.families.base import (
     Floats,
     Matrix,
     ModelFamily,
-    ParamSpec,
     Preprocessing,
     Task,
+    loss_of,
+)
+from fermion.training.families.params import (
+    ParamSpec,
     get_float,
     get_int,
     get_opt_int,
     get_opt_str,
     get_str,
-    loss_of,
 )
 
 # HistGradientBoosting refuses a categorical column with more categories than bins

@@ -22,10 +22,12 @@ from fermion.training.families.base import (
     Floats,
     Matrix,
     ModelFamily,
-    ParamSpec,
     Preprocessing,
     StepLog,
     Task,
+)
+from fermion.training.families.params import (
+    ParamSpec,
     get_float,
     get_int,
     get_opt_int,
