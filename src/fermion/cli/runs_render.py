@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import importlib
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,19 +67,16 @@ def size_text(size: int) -> str:
 def greater_is_better(metric: str) -> bool | None:
     """Whether a higher value of `metric` is better; None when the name does not say.
 
-    Training's own table decides where it knows the name (also as the last part of
-    `valid.roc_auc`); otherwise a few common words in the name do.
+    Training's own table decides where it knows the name (also behind a `valid_` prefix or
+    as the last part of `valid.roc_auc`); otherwise a few common words in the name do.
     """
-    try:
-        known: Mapping[str, bool] = getattr(
-            importlib.import_module("fermion.training.metrics"), "GREATER_IS_BETTER", {}
-        )
-    except ImportError:
-        known = {}
+    from fermion.training.metrics import GREATER_IS_BETTER
+
     name = metric.lower()
-    for candidate in (name, name.replace("/", ".").rsplit(".", 1)[-1]):
-        if candidate in known:
-            return bool(known[candidate])
+    last = name.replace("/", ".").rsplit(".", 1)[-1]
+    for candidate in (name, last, last.removeprefix("valid_").removeprefix("test_")):
+        if candidate in GREATER_IS_BETTER:
+            return bool(GREATER_IS_BETTER[candidate])
     if any(word in name for word in ("loss", "rmse", "mae", "mape", "error")):
         return False
     if any(word in name for word in ("auc", "acc", "f1", "precision", "recall", "r2")):

@@ -60,7 +60,16 @@ def evaluate(model: Model, frame: pl.DataFrame, target: str | None = None) -> Ev
     proba = model.predict_proba(frame)
     result = classification_metrics(y, proba, encoding.labels)
     details = {"confusion": result.confusion, "calibration": result.calibration}
-    return Evaluation(task, result.metrics, y, proba, encoding.labels, details)
+    metrics = dict(result.metrics)
+    if task == "binary":  # the confusion matrix as metrics, the second class being positive
+        (tn, fp), (fn, tp) = result.confusion
+        metrics |= {
+            "true_negatives": float(tn),
+            "false_positives": float(fp),
+            "false_negatives": float(fn),
+            "true_positives": float(tp),
+        }
+    return Evaluation(task, metrics, y, proba, encoding.labels, details)
 
 
 def _as_class_type(column: pl.Series, classes: list[Any]) -> pl.Series:
