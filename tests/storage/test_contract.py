@@ -191,12 +191,30 @@ def test_migrations_create_exactly_the_declared_tables(metadata_url: str) -> Non
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
-    from fermion.storage.tables import metadata
+    from fermion.storage.tables import VERSION_TABLE, metadata
 
     meta = open_metadata(metadata_url)
     try:
         with meta.engine.connect() as conn:
-            context = MigrationContext.configure(conn)
+            context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
             assert compare_metadata(context, metadata) == []
     finally:
         meta.engine.dispose()
+
+
+def test_a_workspace_from_before_the_version_table_rename_opens(metadata_url: str) -> None:
+    import sqlalchemy as sa
+
+    from fermion.storage.tables import VERSION_TABLE
+
+    meta = open_metadata(metadata_url)
+    with meta.engine.begin() as conn:  # as workspaces made before the rename have it
+        conn.execute(sa.text(f"ALTER TABLE {VERSION_TABLE} RENAME TO alembic_version"))
+    meta.engine.dispose()
+    again = open_metadata(metadata_url)
+    try:
+        tables = set(sa.inspect(again.engine).get_table_names())
+        assert VERSION_TABLE in tables and "alembic_version" not in tables
+        assert again.datasets.list_datasets() == []
+    finally:
+        again.engine.dispose()

@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
 
 from fermion.errors import InvalidInputError, StorageError
+from fermion.storage.tables import VERSION_TABLE
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # An arbitrary constant: the PostgreSQL advisory lock that serialises migrations.
@@ -55,12 +56,14 @@ def migrate(engine: Engine) -> None:
     try:
         with engine.begin() as connection:
             _lock(connection)
-            current = MigrationContext.configure(connection).get_current_revision()
+            known = {rev.revision for rev in script.walk_revisions()}
+            _adopt_legacy_version_table(connection, known)
+            current = MigrationContext.configure(
+                connection, opts={"version_table": VERSION_TABLE}
+            ).get_current_revision()
             if current == head:
                 return
-            if current is not None and current not in {
-                rev.revision for rev in script.walk_revisions()
-            }:
+            if current is not None and current not in known:
                 raise StorageError(
                     f"the metadata store is at schema revision {current}, newer than this "
                     "version of Fermion knows: upgrade Fermion"
@@ -71,6 +74,26 @@ def migrate(engine: Engine) -> None:
         raise StorageError(f"cannot open the metadata store: {_first_line(exc)}") from exc
     except SQLAlchemyError as exc:
         raise StorageError(f"metadata store migration failed: {_first_line(exc)}") from exc
+
+
+def _adopt_legacy_version_table(connection: Connection, known: set[str]) -> None:
+    """Workspaces made before the version table had its own name kept Fermion's revision in
+    `alembic_version`; move it, so that table is left to Optuna."""
+    from sqlalchemy import inspect
+
+    tables = set(inspect(connection).get_table_names())
+    if "alembic_version" not in tables or VERSION_TABLE in tables:
+        return
+    revision = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    if revision not in known:
+        return  # Optuna's own history: not ours to move
+    connection.execute(
+        text(f"CREATE TABLE {VERSION_TABLE} (version_num VARCHAR(32) NOT NULL PRIMARY KEY)")
+    )
+    connection.execute(
+        text(f"INSERT INTO {VERSION_TABLE} (version_num) VALUES (:rev)"), {"rev": revision}
+    )
+    connection.execute(text("DROP TABLE alembic_version"))
 
 
 def _lock(connection: Connection) -> None:

@@ -20,6 +20,9 @@ from sqlalchemy import (
 )
 
 metadata = MetaData()
+# Not Alembic's default `alembic_version`: Optuna keeps its study tables in the same database,
+# with its own Alembic history in that table.
+VERSION_TABLE = "fermion_schema_version"
 
 datasets = Table(
     "datasets",
