@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from fermion.cli import data, models, runs, train
+from fermion.cli import data, models, runs, train, tune
 from fermion.cli.app import new_app
 from fermion.cli.output import console
 
@@ -16,6 +16,7 @@ app.add_typer(runs.app, name="runs")
 app.add_typer(models.app, name="models")
 app.command("train")(train.train)
 app.command("evaluate")(train.evaluate)
+app.command("tune")(tune.tune)
 
 
 def _show_version(value: bool) -> None:

@@ -124,13 +124,13 @@ def train(
     if result.model is not None:
         aliases = f", alias {', '.join(result.model.aliases)}" if result.model.aliases else ""
         out.print(f"registered [bold]{result.model.ref}[/]{aliases}")
-    out.print(_metrics_table(result.task, result.metrics, f"{result.evaluated_on} metrics"))
+    out.print(metrics_table(result.task, result.metrics, f"{result.evaluated_on} metrics"))
     if result.plots:
         where = f"written to {output}" if output else f"run {result.run_id} artifacts"
         out.print(f"plots ({where}): " + ", ".join(Path(p).name for p in result.plots))
 
 
-def _metrics_table(task: str, metrics: dict[str, float], title: str) -> Table:
+def metrics_table(task: str, metrics: dict[str, float], title: str) -> Table:
     table = Table(title=title, title_justify="left")
     names = [m for m in HEADLINE.get(task, []) if m in metrics]
     for name in names:

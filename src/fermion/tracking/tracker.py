@@ -50,9 +50,11 @@ class Tracker:
         parent: Run | int | None = None,
         nested: bool = True,
         tags: dict[str, Any] | None = None,
+        environment: dict[str, Any] | None = None,
     ) -> Run:
         """A new running run. Inside another run's `with` block it becomes that run's child
-        (unless `nested=False`) and shares its experiment."""
+        (unless `nested=False`) and shares its experiment. `environment` replaces the captured
+        one (tuning trials pass a pointer to their study's run, which holds it)."""
         outer = active_run() if nested and parent is None else None
         if outer is not None:
             parent = outer
@@ -63,7 +65,10 @@ class Tracker:
             raise InvalidInputError("an experiment name cannot be empty")
         run_name = name or f"run-{datetime.now(UTC):%Y%m%d-%H%M%S}"
         record = self.store.create_run(
-            experiment, run_name, parent_id=parent_id, environment=capture_environment()
+            experiment,
+            run_name,
+            parent_id=parent_id,
+            environment=capture_environment() if environment is None else environment,
         )
         run = Run(self, record)
         if tags:

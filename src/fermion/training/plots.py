@@ -43,7 +43,7 @@ def plot_roc(
 
     codes, probs = classification_inputs(y_true, proba, labels)
     classes, title = _curve_classes(codes, probs.shape[1], labels, "ROC curve")
-    fig = _figure(6.4, 5.2)
+    fig = new_figure(6.4, 5.2)
     ax = fig.add_subplot()
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="chance")
     drawn = 0
@@ -59,7 +59,7 @@ def plot_roc(
     ax.set_xlabel("False positive rate")
     ax.set_ylabel("True positive rate")
     ax.legend(loc="lower right", fontsize="small")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_precision_recall(
@@ -71,7 +71,7 @@ def plot_precision_recall(
 
     codes, probs = classification_inputs(y_true, proba, labels)
     classes, title = _curve_classes(codes, probs.shape[1], labels, "Precision-recall curve")
-    fig = _figure(6.4, 5.2)
+    fig = new_figure(6.4, 5.2)
     ax = fig.add_subplot()
     drawn = 0
     for cls in classes:
@@ -94,7 +94,7 @@ def plot_precision_recall(
     ax.set_ylabel("Precision")
     if drawn:
         ax.legend(loc="lower left", fontsize="small")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_confusion_matrix(
@@ -112,7 +112,7 @@ def plot_confusion_matrix(
     totals = counts.sum(axis=1, keepdims=True)
     fractions = counts / np.maximum(totals, 1)
     side = float(np.clip(3.0 + 0.5 * k, 5.0, 14.0))
-    fig = _figure(side + 1.2, side)
+    fig = new_figure(side + 1.2, side)
     ax = fig.add_subplot()
     image = ax.imshow(fractions, cmap="Blues", vmin=0, vmax=1)
     fig.colorbar(image, ax=ax, label="Fraction of the true class", shrink=0.8)
@@ -130,7 +130,7 @@ def plot_confusion_matrix(
             ax.text(
                 col, row, str(count), ha="center", va="center", color=colour, fontsize=size
             ).set_in_layout(False)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_calibration(calibration: Calibration, path: Path) -> Path:
@@ -148,7 +148,7 @@ def plot_calibration(calibration: Calibration, path: Path) -> Path:
     if not predicted.shape == observed.shape == count.shape or bins < 1:
         raise InvalidInputError("calibration lists must have equal lengths")
     top_class = kind == "top_class"
-    fig = _figure(6.4, 6.4)
+    fig = new_figure(6.4, 6.4)
     upper, lower = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
     upper.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="perfect")
     upper.plot(predicted, observed, marker="o", label="model")
@@ -163,7 +163,7 @@ def plot_calibration(calibration: Calibration, path: Path) -> Path:
     lower.bar((index + 0.5) / bins, count, width=0.9 / bins, color="tab:blue")
     lower.set_xlabel("Mean top-class confidence" if top_class else "Mean predicted probability")
     lower.set_ylabel("Rows")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_feature_importance(
@@ -175,7 +175,7 @@ def plot_feature_importance(
     if not importance:
         raise InvalidInputError("no feature importances to plot")
     shown = sorted(importance, key=lambda item: -item.mean)[:top][::-1]
-    fig = _figure(7.0, 1.4 + 0.32 * len(shown))
+    fig = new_figure(7.0, 1.4 + 0.32 * len(shown))
     ax = fig.add_subplot()
     positions = np.arange(len(shown))
     ax.barh(
@@ -190,7 +190,7 @@ def plot_feature_importance(
     ax.set_xlabel("Score lost when the column is shuffled")
     count = f"top {len(shown)} of {len(importance)}" if len(shown) < len(importance) else "all"
     ax.set_title(f"Permutation importance ({count} columns)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_residuals(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, path: Path) -> Path:
@@ -198,7 +198,7 @@ def plot_residuals(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, path: Path) -> 
     truth, pred = regression_inputs(y_true, y_pred)
     residuals = truth - pred
     n = residuals.shape[0]
-    fig = _figure(11.0, 4.6)
+    fig = new_figure(11.0, 4.6)
     left, right = fig.subplots(1, 2, width_ratios=[3, 2])
     shown = _subsample(n)
     left.scatter(pred[shown], residuals[shown], s=6, alpha=0.4, linewidths=0)
@@ -212,7 +212,7 @@ def plot_residuals(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, path: Path) -> 
     right.set_xlabel("Residual (true - predicted)")
     right.set_ylabel("Rows")
     right.set_title("Residual distribution")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def evaluation_plots(
@@ -283,7 +283,7 @@ def _note(ax: Any, message: str) -> None:
     ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="grey")
 
 
-def _figure(width: float, height: float) -> Figure:
+def new_figure(width: float, height: float) -> Figure:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -292,7 +292,7 @@ def _figure(width: float, height: float) -> Figure:
     return fig
 
 
-def _save(fig: Figure, path: Path) -> Path:
+def save_figure(fig: Figure, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png", dpi=DPI)

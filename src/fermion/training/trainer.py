@@ -150,7 +150,9 @@ def train(
         if family is not None:
             chosen = family.coerce_params(prepared.task, params or {})
             run.log_params(_run_params(prepared, label, seed) | chosen)
-            fitted, preprocessor = _fit(family, prepared, chosen, text_columns, seed, run, report)
+            fitted, preprocessor = fit_family(
+                family, prepared, chosen, text_columns, seed, run, report
+            )
         else:
             assert callable(model)
             chosen = dict(params or {})
@@ -158,7 +160,7 @@ def train(
             fitted, preprocessor = _fit_custom(
                 model, prepared, chosen, inputs, preprocessing, text_columns, seed, run, report
             )
-        return _finish(
+        return evaluate_and_register(
             ws, run, prepared, fitted, preprocessor, label, chosen,
             inputs="matrix" if preprocessor is not None else inputs,
             name=name, alias=alias, register=register, seed=seed, report=report,
@@ -177,7 +179,7 @@ def _run_params(prepared: Prepared, model: str, seed: int) -> dict[str, Any]:
     }
 
 
-def _fit(
+def fit_family(
     family: Any,
     prepared: Prepared,
     params: dict[str, object],
@@ -268,7 +270,7 @@ def _check_custom(fitted: Any, data: Any) -> None:
         ) from exc
 
 
-def _finish(
+def evaluate_and_register(
     ws: Workspace,
     run: Run,
     prepared: Prepared,

@@ -138,6 +138,7 @@ class FitInputs:
     seed: int
     on_progress: ProgressCallback | None
     should_stop: StopCallback | None
+    threads: int = THREADS
 
     @property
     def n_features(self) -> int:
@@ -196,12 +197,14 @@ class ModelFamily(ABC):
         seed: int = 0,
         on_progress: ProgressCallback | None = None,
         should_stop: StopCallback | None = None,
+        threads: int | None = None,
     ) -> FittedModel:
         """Train on (X, y); `params` may be raw (strings) or partial, defaults fill the rest.
 
         `on_progress(step, total_steps, {"valid_loss": ...})` is called per boosting round or
         epoch (once at the end for models without steps); `should_stop(step, loss)` returning
-        True ends training early and is never called for models without steps.
+        True ends training early and is never called for models without steps. `threads`
+        caps the cores one fit uses (default 2; parallel tuning workers pass 1).
         """
         self.check_available()
         coerced = self.coerce_params(task, params)
@@ -228,6 +231,7 @@ class ModelFamily(ABC):
             seed=int(seed),
             on_progress=on_progress,
             should_stop=should_stop,
+            threads=THREADS if threads is None else max(1, int(threads)),
         )
         return self._fit(inputs, coerced)
 

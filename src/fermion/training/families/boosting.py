@@ -15,7 +15,6 @@ import numpy as np
 from fermion.errors import require
 from fermion.training.families.base import (
     ALL_TASKS,
-    THREADS,
     FitInputs,
     FittedModel,
     Floats,
@@ -118,7 +117,7 @@ class LightGBMFamily(ModelFamily):
             "bagging_freq": get_int(params, "bagging_freq"),
             "lambda_l1": get_float(params, "lambda_l1"),
             "lambda_l2": get_float(params, "lambda_l2"),
-            "num_threads": THREADS,
+            "num_threads": inputs.threads,
             "seed": inputs.seed,
             "deterministic": True,
             "force_row_wise": True,
@@ -194,7 +193,7 @@ class XGBoostFamily(ModelFamily):
             "objective": objective,
             "eval_metric": metric,
             "tree_method": "hist",
-            "nthread": THREADS,
+            "nthread": inputs.threads,
             "seed": inputs.seed,
             "verbosity": 0,
         }
@@ -203,10 +202,13 @@ class XGBoostFamily(ModelFamily):
         booster_params["max_depth"] = get_int(params, "max_depth")
         if inputs.task == "multiclass":
             booster_params["num_class"] = inputs.n_classes
-        train = xgb.DMatrix(inputs.X, label=inputs.y, nthread=THREADS)
+        train = xgb.DMatrix(inputs.X, label=inputs.y, nthread=inputs.threads)
         if inputs.valid is not None:
             evals = [
-                (xgb.DMatrix(inputs.valid[0], label=inputs.valid[1], nthread=THREADS), "valid")
+                (
+                    xgb.DMatrix(inputs.valid[0], label=inputs.valid[1], nthread=inputs.threads),
+                    "valid",
+                )
             ]
         else:
             evals = [(train, "train")]

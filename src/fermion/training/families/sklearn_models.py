@@ -12,7 +12,6 @@ import numpy.typing as npt
 from fermion.training.families.base import (
     ALL_TASKS,
     CLASSIFICATION,
-    THREADS,
     FitInputs,
     FittedModel,
     Floats,
@@ -72,7 +71,7 @@ class SklearnFamily(ModelFamily):
         from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]  # no stubs
 
         estimator = self._estimator(inputs, params)
-        with threadpool_limits(limits=THREADS):
+        with threadpool_limits(limits=inputs.threads):
             estimator.fit(inputs.X, inputs.y)
         model = SklearnModel(
             estimator,
@@ -164,7 +163,7 @@ class RandomForestFamily(SklearnFamily):
             max_depth=get_opt_int(params, "max_depth"),
             min_samples_leaf=get_int(params, "min_samples_leaf"),
             max_features=1.0 if max_features == "all" else max_features,
-            n_jobs=THREADS,
+            n_jobs=inputs.threads,
             random_state=inputs.seed,
         )
 

@@ -16,7 +16,6 @@ import numpy as np
 from fermion.errors import InvalidInputError, require
 from fermion.training.families.base import (
     ALL_TASKS,
-    THREADS,
     FitInputs,
     FittedModel,
     Floats,
@@ -178,7 +177,7 @@ class TorchMLPFamily(ModelFamily):
         import torch
 
         threads = torch.get_num_threads()
-        torch.set_num_threads(THREADS)
+        torch.set_num_threads(inputs.threads)
         try:
             # fork_rng keeps the caller's global random state as it was
             with torch.random.fork_rng(devices=[]):

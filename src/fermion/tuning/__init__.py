@@ -1,0 +1,1 @@
+"""Automatic hyperparameter tuning: search spaces, Optuna studies, pruning, parallel trials."""

@@ -1,0 +1,198 @@
+"""Optuna underneath: samplers, pruners, and studies stored in the workspace's database."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from fermion.errors import ConflictError, InvalidInputError, StorageError
+from fermion.tuning.objective import FOLD_STEP, Pruned, Reporter
+
+if TYPE_CHECKING:
+    import optuna
+
+    from fermion.tuning.space import SearchSpace
+
+SAMPLERS = ("tpe", "random", "cmaes", "grid")
+PRUNERS = ("median", "hyperband", "none")
+# A worker that stops beating for this long is dead: its trial fails and is retried once.
+HEARTBEAT_S = 10
+GRACE_S = 30
+
+
+@contextmanager
+def quiet_optuna() -> Iterator[None]:
+    """Optuna's experimental-feature warnings and info logs are noise to a Fermion user."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
+
+
+@dataclass(frozen=True)
+class StudyKey:
+    """What makes a study: trials of different spaces or objectives cannot share one."""
+
+    family: str
+    data: str
+    target: str
+    metric: str
+    direction: str
+    space: str  # the search space's fingerprint
+    folds: int
+    seed: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def open_storage(url: str) -> optuna.storages.RDBStorage:
+    import optuna
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    if url.startswith("sqlite"):
+        engine_kwargs = {"connect_args": {"timeout": 60}}
+    try:
+        with quiet_optuna():
+            return optuna.storages.RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=HEARTBEAT_S,
+                grace_period=GRACE_S,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
+            )
+    except Exception as exc:
+        raise StorageError(f"cannot open the study storage: {_first_line(exc)}") from exc
+
+
+def make_sampler(name: str, seed: int, space: SearchSpace) -> optuna.samplers.BaseSampler:
+    import optuna
+
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "cmaes":
+        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+    if name == "grid":
+        return optuna.samplers.GridSampler(grid_of(space), seed=seed)
+    raise InvalidInputError(f"unknown sampler {name!r}; choose one of: {', '.join(SAMPLERS)}")
+
+
+def grid_of(space: SearchSpace, points: int = 4) -> dict[str, list[Any]]:
+    """A grid over the space: every choice, and `points` values across each range.
+
+    A conditional param is on the grid too; where its condition fails, its value is ignored."""
+    import numpy as np
+
+    grid: dict[str, list[Any]] = {}
+    for dim in space.dimensions:
+        if dim.kind == "categorical":
+            grid[dim.name] = list(dim.choices)
+            continue
+        assert dim.low is not None and dim.high is not None  # numeric dimensions have a range
+        low, high = float(dim.low), float(dim.high)
+        if dim.step is not None:  # a stepped range: every `points`-th value on its own grid
+            count = round((high - low) / float(dim.step)) + 1
+            values = low + float(dim.step) * np.unique(np.linspace(0, count - 1, points).round())
+        elif dim.log:
+            values = np.geomspace(low, high, points)
+        else:
+            values = np.linspace(low, high, points)
+        if dim.kind == "int":
+            grid[dim.name] = sorted({int(np.rint(v)) for v in values})
+        else:
+            grid[dim.name] = [float(v) for v in values]
+    return grid
+
+
+def make_pruner(name: str, folds: int) -> optuna.pruners.BasePruner:
+    import optuna
+
+    if name == "median":
+        # Thirty warm-up rounds, so a slow learning rate is not judged on its first rounds.
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=30)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=folds)
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise InvalidInputError(f"unknown pruner {name!r}; choose one of: {', '.join(PRUNERS)}")
+
+
+def open_study(
+    storage: optuna.storages.RDBStorage,
+    name: str,
+    key: StudyKey,
+    *,
+    sampler: optuna.samplers.BaseSampler,
+    pruner: optuna.pruners.BasePruner,
+    new: bool = False,
+) -> optuna.Study:
+    """Create the study, or resume it when it was made for the same key; `new` starts over."""
+    import optuna
+
+    with quiet_optuna():
+        existing = {s.study_name for s in optuna.get_all_study_summaries(storage)}
+        if name in existing and new:
+            optuna.delete_study(study_name=name, storage=storage)
+        elif name in existing:
+            study = optuna.load_study(
+                study_name=name, storage=storage, sampler=sampler, pruner=pruner
+            )
+            stored = study.user_attrs.get("fermion")
+            if stored != key.to_dict():
+                raise ConflictError(
+                    f"study {name!r} was made for {_difference(stored, key.to_dict())}; "
+                    "pass --new to start it over, or --study NAME for another one"
+                )
+            return study
+        study = optuna.create_study(
+            study_name=name,
+            storage=storage,
+            sampler=sampler,
+            pruner=pruner,
+            direction="maximize" if key.direction == "maximize" else "minimize",
+        )
+        study.set_user_attr("fermion", key.to_dict())
+        return study
+
+
+def _difference(stored: Any, wanted: dict[str, Any]) -> str:
+    if not isinstance(stored, dict):
+        return "something else (not a Fermion study)"
+    changed = [k for k in wanted if stored.get(k) != wanted[k]]
+    return ", ".join(f"{k}={stored.get(k)!r} (now {wanted[k]!r})" for k in changed)
+
+
+class TrialReporter(Reporter):
+    """Intermediate values to an Optuna trial; with Hyperband only the folds (its resource)."""
+
+    def __init__(self, trial: optuna.Trial, *, folds_only: bool) -> None:
+        self._trial = trial
+        self._folds_only = folds_only
+
+    def report(self, value: float, step: int) -> None:
+        if step >= FOLD_STEP:
+            self._trial.report(value, step - FOLD_STEP + 1 if self._folds_only else step)
+        elif not self._folds_only:
+            self._trial.report(value, step)
+
+    def should_prune(self) -> bool:
+        return self._trial.should_prune()
+
+
+def as_optuna_pruned(exc: Pruned) -> Exception:
+    import optuna
+
+    return optuna.TrialPruned(str(exc))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,358 @@
+"""`fermion tune`: search a family's space, then retrain the best params and register them."""
+
+from __future__ import annotations
+
+import multiprocessing
+import shutil
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from fermion.errors import FermionError, InvalidInputError
+from fermion.training.metrics import GREATER_IS_BETTER, PRIMARY_METRIC, Task
+from fermion.tuning.study import (
+    PRUNERS,
+    SAMPLERS,
+    StudyKey,
+    make_pruner,
+    make_sampler,
+    open_storage,
+    open_study,
+    quiet_optuna,
+)
+from fermion.tuning.worker import WorkerSpec, finished_trials, run_trials, run_worker_process
+
+if TYPE_CHECKING:
+    import optuna
+
+    from fermion.training.trainer import TrainResult
+    from fermion.workspace import Workspace
+
+REGRESSION_METRICS = frozenset({"rmse", "mae", "r2", "mape", "median_ae"})
+BINARY_ONLY = frozenset({"brier"})
+
+
+class TuneProgress(Protocol):
+    def trials(self, done: int, total: int, pruned: int, failed: int, best: float | None) -> None:
+        """The study's state after a trial, or at a poll while workers run."""
+
+    def stage(self, description: str) -> None:
+        """A new phase began (preparing folds, retraining the best, registering)."""
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    study: str
+    run_id: int
+    best_value: float
+    best_params: dict[str, Any]
+    report: dict[str, Any]
+    final: TrainResult | None
+    plots: list[str] = field(default_factory=list)
+
+
+def check_metric(metric: str, task: Task) -> str:
+    known = set(GREATER_IS_BETTER)
+    allowed = (
+        REGRESSION_METRICS
+        if task == "regression"
+        else (known - REGRESSION_METRICS - (BINARY_ONLY if task == "multiclass" else set()))
+    )
+    if metric not in allowed:
+        raise InvalidInputError(
+            f"metric {metric!r} does not exist for a {task} task; choose one of: "
+            + ", ".join(sorted(allowed))
+        )
+    return metric
+
+
+def tune(
+    ws: Workspace,
+    data: str,
+    target: str,
+    model: str = "lightgbm",
+    *,
+    trials: int = 40,
+    timeout: float | None = None,
+    metric: str | None = None,
+    jobs: int = 1,
+    sampler: str = "tpe",
+    pruner: str = "median",
+    space: str | None = None,
+    study: str | None = None,
+    new: bool = False,
+    folds: int = 5,
+    patience: int | None = None,
+    seed: int = 0,
+    task: Task | None = None,
+    text_columns: Sequence[str] = (),
+    name: str | None = None,
+    alias: str | None = None,
+    experiment: str | None = None,
+    register: bool = True,
+    progress: TuneProgress | None = None,
+) -> TuneResult:
+    """Tune `model` on a dataset version with cross-validation, then retrain the best params
+    on train+valid, evaluate on test and register the model.
+
+    The study lives in the metadata database: running the same call again resumes it (a
+    different space or objective is refused unless `new`); `jobs` worker processes share it.
+    """
+    from pathlib import Path
+
+    from fermion.training.families import get_family
+    from fermion.training.trainer import prepare
+    from fermion.tuning.space import default_space, load_space
+
+    _check_budget(trials, timeout, jobs, folds, patience, sampler, pruner)
+    family = get_family(model)
+    family.check_available()
+    dataset = ws.datasets.get(data)
+    prepared = prepare(ws, dataset, target, task=task, seed=seed)  # records a split if none
+    chosen_metric = check_metric(metric or PRIMARY_METRIC[prepared.task], prepared.task)
+    search = (
+        load_space(Path(space), model, prepared.task)
+        if space
+        else default_space(model, prepared.task)
+    )
+    direction = "maximize" if GREATER_IS_BETTER[chosen_metric] else "minimize"
+    key = StudyKey(
+        model, dataset.ref, target, chosen_metric, direction, search.fingerprint(), folds, seed
+    )
+    study_name = study or f"{dataset.name}-{target}-{model}"
+    storage = open_storage(ws.settings.resolved_metadata_url)
+    with quiet_optuna():
+        optuna_study = open_study(
+            storage,
+            study_name,
+            key,
+            sampler=make_sampler(sampler, seed, search),
+            pruner=make_pruner(pruner, folds),
+            new=new,
+        )
+        if not optuna_study.trials:  # warm start: the untuned model is the first trial
+            optuna_study.enqueue_trial(search.defaults(), skip_if_exists=True)
+    with ws.runs.start(f"tune-{model}", experiment=experiment or dataset.name, nested=False) as run:
+        run.log_input(dataset, "tune")
+        run.log_params(
+            {
+                "model": model,
+                "data": dataset.ref,
+                "target": target,
+                "task": prepared.task,
+                "metric": chosen_metric,
+                "study": study_name,
+                "sampler": sampler,
+                "pruner": pruner,
+                "folds": folds,
+                "trials": trials,
+                "jobs": jobs,
+                "seed": seed,
+                "space": search.fingerprint()[:16],
+            }
+        )
+        spec = WorkerSpec(
+            root=str(ws.root),
+            data=dataset.ref,
+            target=target,
+            family=model,
+            task=prepared.task,
+            metric=chosen_metric,
+            folds=folds,
+            seed=seed,
+            study=study_name,
+            sampler=sampler,
+            pruner=pruner,
+            space=search.to_dict(),
+            trials=trials,
+            deadline=None if timeout is None else time.time() + timeout,
+            parent_run=run.id,
+            experiment=run.experiment,
+            threads=2 if jobs == 1 else 1,
+            patience=patience,
+            text_columns=tuple(text_columns),
+        )
+        if progress is not None:
+            progress.stage(f"Tuning {model}: {trials} trials, {folds}-fold CV, {jobs} job(s)")
+        _run(spec, jobs, progress)
+        return _finish(ws, run, prepared, family, study_name, chosen_metric, storage,
+                       name=name, alias=alias, register=register, seed=seed,
+                       progress=progress)  # fmt: skip
+
+
+def _check_budget(
+    trials: int,
+    timeout: float | None,
+    jobs: int,
+    folds: int,
+    patience: int | None,
+    sampler: str,
+    pruner: str,
+) -> None:
+    if trials < 1:
+        raise InvalidInputError(f"--trials must be at least 1, not {trials}")
+    if timeout is not None and timeout <= 0:
+        raise InvalidInputError(f"--timeout must be positive, not {timeout:g} s")
+    if jobs < 1:
+        raise InvalidInputError(f"--jobs must be at least 1, not {jobs}")
+    if folds < 2:
+        raise InvalidInputError(f"--folds must be at least 2, not {folds}")
+    if patience is not None and patience < 1:
+        raise InvalidInputError(f"--patience must be at least 1, not {patience}")
+    if sampler not in SAMPLERS:
+        raise InvalidInputError(
+            f"unknown sampler {sampler!r}; choose one of: {', '.join(SAMPLERS)}"
+        )
+    if pruner not in PRUNERS:
+        raise InvalidInputError(f"unknown pruner {pruner!r}; choose one of: {', '.join(PRUNERS)}")
+
+
+def _run(spec: WorkerSpec, jobs: int, progress: TuneProgress | None) -> None:
+    """Trials in this process (`jobs == 1`) or in `jobs` spawned worker processes."""
+    if jobs == 1:
+        run_trials(spec, [_Reporter(spec, progress)] if progress is not None else [])
+        return
+    context = multiprocessing.get_context("spawn")
+    workers = [
+        context.Process(target=run_worker_process, args=(spec,), daemon=True) for _ in range(jobs)
+    ]
+    for worker in workers:
+        worker.start()
+    try:
+        watcher = _Reporter(spec, progress)
+        while any(worker.is_alive() for worker in workers):
+            for worker in workers:
+                worker.join(timeout=0.5)
+            watcher.poll()
+    except BaseException:
+        for worker in workers:
+            worker.terminate()
+        raise
+    failed = [w.exitcode for w in workers if w.exitcode not in (0, None)]
+    if len(failed) == len(workers):
+        raise FermionError(f"every tuning worker exited with an error (exit codes {failed})")
+
+
+class _Reporter:
+    """Feeds `TuneProgress` from trial callbacks, or by polling the study."""
+
+    def __init__(self, spec: WorkerSpec, progress: TuneProgress | None) -> None:
+        self._spec = spec
+        self._progress = progress
+        self._study: optuna.Study | None = None
+
+    def __call__(self, study: optuna.Study, trial: Any) -> None:
+        self._show(study)
+
+    def poll(self) -> None:
+        if self._progress is None:
+            return
+        import optuna
+
+        from fermion.workspace import Workspace
+
+        if self._study is None:
+            with Workspace.open(self._spec.root) as ws:
+                url = ws.settings.resolved_metadata_url
+            with quiet_optuna():
+                self._study = optuna.load_study(
+                    study_name=self._spec.study, storage=open_storage(url)
+                )
+        self._show(self._study)
+
+    def _show(self, study: optuna.Study) -> None:
+        from optuna.trial import TrialState
+
+        if self._progress is None:
+            return
+        trials = study.get_trials(deepcopy=False)
+        complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        best = None
+        if complete:
+            values = [t.value for t in complete if t.value is not None]
+            maximize = study.direction.name == "MAXIMIZE"
+            best = max(values) if maximize else min(values)
+        self._progress.trials(
+            finished_trials(study),
+            self._spec.trials,
+            sum(t.state == TrialState.PRUNED for t in trials),
+            sum(t.state == TrialState.FAIL for t in trials),
+            best,
+        )
+
+
+def _finish(
+    ws: Workspace,
+    run: Any,
+    prepared: Any,
+    family: Any,
+    study_name: str,
+    metric: str,
+    storage: Any,
+    *,
+    name: str | None,
+    alias: str | None,
+    register: bool,
+    seed: int,
+    progress: TuneProgress | None,
+) -> TuneResult:
+    """Retrain the best params on train+valid, evaluate on test, register; save the report."""
+    import optuna
+    import polars as pl
+
+    from fermion.training.progress import Silent
+    from fermion.training.trainer import Prepared, evaluate_and_register, fit_family
+    from fermion.tuning.objective import ROUND_PARAMS
+    from fermion.tuning.report import history_plot, importance_plot, study_report
+
+    with quiet_optuna():
+        study = optuna.load_study(study_name=study_name, storage=storage)
+        report = study_report(study, metric)
+    if "best" not in report:
+        raise FermionError(f"no trial of study {study_name!r} completed; see its failed runs")
+    best = report["best"]
+    run.log_metrics({f"cv_{metric}": best["value"], f"cv_{metric}_band": report["noise_band"]})
+    scratch = ws.scratch_dir / f"tune-{uuid.uuid4().hex}"
+    try:
+        plots = [history_plot(study, metric, scratch / "optimization_history.png")]
+        importance = importance_plot(study, scratch / "param_importance.png")
+        plots += [importance] if importance is not None else []
+        logged = [a.path for a in run.log_artifacts(scratch, "tuning")]
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    run.log_dict(report, "tuning/report.json")
+    params = family.coerce_params(prepared.task, best["params"])
+    rounds = best.get("rounds")
+    if rounds and family.name in ROUND_PARAMS:
+        params[ROUND_PARAMS[family.name]] = rounds
+    if progress is not None:
+        progress.stage("Retraining the best params on train+valid")
+    frames = {"train": pl.concat([f for p, f in prepared.frames.items() if p != "test"])}
+    if "test" in prepared.frames:
+        frames["test"] = prepared.frames["test"]
+    final_data = Prepared(
+        prepared.dataset,
+        prepared.split,
+        frames,
+        prepared.target,
+        prepared.features,
+        prepared.task,
+        prepared.encoding,
+    )
+    run.log_params({f"best.{k}": v for k, v in params.items()})
+    fitted, preprocessor = fit_family(family, final_data, params, (), seed, run, Silent())
+    final = evaluate_and_register(
+        ws, run, final_data, fitted, preprocessor, family.name, params,
+        inputs="matrix", name=name, alias=alias, register=register, seed=seed, report=Silent(),
+    )  # fmt: skip
+    return TuneResult(
+        study=study_name,
+        run_id=run.id,
+        best_value=float(best["value"]),
+        best_params=params,
+        report=report,
+        final=final,
+        plots=logged,
+    )

@@ -1,0 +1,174 @@
+"""The trial loop: one worker loads the data once, then runs trials until the study is done.
+
+The same function runs in the calling process (`--jobs 1`) and in each spawned worker process
+(`--jobs N`); workers share the study through the metadata database, so several machines can
+run `fermion tune` against one PostgreSQL URL.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fermion.tuning.objective import CrossValidation, Pruned
+from fermion.tuning.study import (
+    TrialReporter,
+    make_pruner,
+    make_sampler,
+    open_storage,
+    quiet_optuna,
+)
+
+if TYPE_CHECKING:
+    import optuna
+
+    from fermion.workspace import Workspace
+
+TrialCallback = Callable[["optuna.Study", "optuna.trial.FrozenTrial"], None]
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Everything a worker needs, picklable for a spawned process."""
+
+    root: str
+    data: str
+    target: str
+    family: str
+    task: str
+    metric: str
+    folds: int
+    seed: int
+    study: str
+    sampler: str
+    pruner: str
+    space: dict[str, Any]
+    trials: int
+    deadline: float | None
+    parent_run: int
+    experiment: str
+    threads: int
+    patience: int | None = None
+    text_columns: tuple[str, ...] = field(default_factory=tuple)
+
+
+def finished_trials(study: optuna.Study) -> int:
+    """Trials that count towards `--trials`: complete, pruned or failed."""
+    from optuna.trial import TrialState
+
+    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    return len(study.get_trials(deepcopy=False, states=states))
+
+
+def build_objective(ws: Workspace, spec: WorkerSpec) -> Callable[[optuna.Trial], float]:
+    """Encode the folds once and return the objective that fits and scores one trial."""
+    import polars as pl
+
+    from fermion.training.families import get_family
+    from fermion.training.trainer import prepare
+    from fermion.tuning.space import SearchSpace
+
+    family = get_family(spec.family)
+    space = SearchSpace.from_dict(spec.space)
+    prepared = prepare(ws, spec.data, spec.target, task=spec.task)  # type: ignore[arg-type]
+    frame = pl.concat([f for part, f in prepared.frames.items() if part != "test"])
+    cv = CrossValidation(
+        family,
+        frame,
+        target=spec.target,
+        features=prepared.features,
+        task=prepared.task,
+        encode_target=prepared.encoding.encode,
+        n_classes=prepared.encoding.n_classes,
+        metric=spec.metric,
+        n_folds=spec.folds,
+        seed=spec.seed,
+        text_columns=spec.text_columns,
+    )
+    folds_only = spec.pruner == "hyperband"
+
+    def objective(trial: optuna.Trial) -> float:
+        import optuna
+
+        sampled = space.suggest(trial)
+        params = family.coerce_params(prepared.task, sampled)
+        pruned: Pruned | None = None
+        with ws.runs.start(
+            f"trial-{trial.number}",
+            experiment=spec.experiment,
+            parent=spec.parent_run,
+            environment={"study_run": spec.parent_run},
+        ) as run:
+            run.log_params({"trial": trial.number, **sampled})
+            try:
+                result = cv.evaluate(params, TrialReporter(trial, folds_only=folds_only))
+            except Pruned as exc:
+                pruned = exc
+                run.set_tag("state", "pruned")
+            else:
+                run.log_metrics({spec.metric: result.mean, f"{spec.metric}_std": result.std})
+                for index, score in enumerate(result.fold_scores):
+                    run.log_metric(f"fold_{spec.metric}", score, step=index)
+                trial.set_user_attr("fold_scores", result.fold_scores)
+                trial.set_user_attr("rounds", result.rounds)
+                trial.set_user_attr("fit_seconds", result.fit_seconds)
+            trial.set_user_attr("run_id", run.id)
+        if pruned is not None:
+            raise optuna.TrialPruned(str(pruned))
+        return result.mean
+
+    return objective
+
+
+def run_trials(
+    spec: WorkerSpec, callbacks: list[TrialCallback] | None = None, *, in_process: bool = True
+) -> None:
+    """Run trials of `spec.study` until it holds `spec.trials` finished ones, the deadline
+    passes or patience runs out. A trial that raises is recorded as failed; the study goes on."""
+    import optuna
+    from optuna.study import MaxTrialsCallback
+    from optuna.trial import TrialState
+
+    from fermion.tuning.patience import Patience
+    from fermion.tuning.space import SearchSpace
+    from fermion.workspace import Workspace
+
+    with Workspace.open(Path(spec.root)) as ws, quiet_optuna():
+        objective = build_objective(ws, spec)
+        space = SearchSpace.from_dict(spec.space)
+        storage = open_storage(ws.settings.resolved_metadata_url)
+        study = optuna.load_study(
+            study_name=spec.study,
+            storage=storage,
+            sampler=make_sampler(spec.sampler, spec.seed + _worker_offset(in_process), space),
+            pruner=make_pruner(spec.pruner, spec.folds),
+        )
+        every: list[TrialCallback] = [
+            MaxTrialsCallback(
+                spec.trials, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+            ),
+            *(callbacks or []),
+        ]
+        if spec.patience:
+            every.append(Patience(spec.patience))
+        if finished_trials(study) >= spec.trials:
+            return
+        timeout = None if spec.deadline is None else max(0.0, spec.deadline - time.time())
+        if timeout == 0.0:
+            return
+        study.optimize(objective, timeout=timeout, callbacks=every, catch=(Exception,))
+
+
+def _worker_offset(in_process: bool) -> int:
+    """Each worker process samples with its own seed, or they would propose the same params."""
+    import os
+
+    return 0 if in_process else os.getpid() % 10_000
+
+
+def run_worker_process(spec: WorkerSpec) -> None:
+    """The entry point of a spawned worker."""
+    run_trials(spec, in_process=False)
