@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from fermion.training.custom import CustomFit
     from fermion.training.evaluation import EvaluationReport
     from fermion.training.trainer import TrainResult
+    from fermion.tuning.tuner import TuneResult
     from fermion.workspace import Workspace
 
 __version__ = "0.1.0"
@@ -41,6 +42,7 @@ __all__ = [
     "runs",
     "start_run",
     "train",
+    "tune",
 ]
 
 
@@ -81,6 +83,20 @@ def train(
     from fermion.training.trainer import train as run_training
 
     return run_training(current_workspace(), data, target, model, params, **options)
+
+
+def tune(
+    data: str, target: str, model: str = "lightgbm", *, trials: int = 40, **options: Any
+) -> TuneResult:
+    """Tune a model family's hyperparameters with cross-validation (Optuna underneath), then
+    retrain the best on train+valid, evaluate on test and register it.
+
+    Options are those of `fermion.tuning.tuner.tune` (timeout, metric, jobs, sampler, pruner,
+    space, study, new, folds, patience, alias, name, ...). Running it again resumes the study.
+    """
+    from fermion.tuning.tuner import tune as run_tuning
+
+    return run_tuning(current_workspace(), data, target, model, trials=trials, **options)
 
 
 def evaluate(model: str, data: str, **options: Any) -> EvaluationReport:
