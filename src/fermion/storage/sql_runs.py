@@ -142,19 +142,22 @@ class SqlRunStore(RunStore):
             if seen is None or (point.step, point.timestamp) >= (seen.step, seen.timestamp):
                 latest[point.key] = point
         with self._engine.begin() as conn:
-            conn.execute(
-                insert(run_metrics),
-                [
-                    {
-                        "run_id": run_id,
-                        "key": p.key,
-                        "value": p.value,
-                        "step": p.step,
-                        "timestamp": p.timestamp,
-                    }
-                    for p in points
-                ],
-            )
+            if conn.dialect.name == "postgresql":
+                _copy_points(conn, run_id, points)
+            else:
+                conn.execute(
+                    insert(run_metrics),
+                    [
+                        {
+                            "run_id": run_id,
+                            "key": p.key,
+                            "value": p.value,
+                            "step": p.step,
+                            "timestamp": p.timestamp,
+                        }
+                        for p in points
+                    ],
+                )
             upsert(
                 conn,
                 run_latest_metrics,
@@ -248,6 +251,15 @@ class SqlRunStore(RunStore):
             )
             for r in rows
         ]
+
+
+def _copy_points(conn: Connection, run_id: int, points: list[MetricPoint]) -> None:
+    """PostgreSQL's COPY: several times faster than a multi-row INSERT for a metric batch."""
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    columns = "run_id, key, value, step, timestamp"
+    with cursor, cursor.copy(f"COPY run_metrics ({columns}) FROM STDIN") as copy:
+        for point in points:
+            copy.write_row((run_id, point.key, point.value, point.step, point.timestamp))
 
 
 def _require_run(conn: Connection, run_id: int) -> None:
