@@ -145,7 +145,8 @@ def tune(
     )
     out.print(
         f"best {report['metric']} (cross-validated): {fmt(result.best_value)} "
-        f"± {fmt(report['noise_band'])} across folds, trial {report['best']['trial']}"
+        f"± {fmt(report['noise_band'])} across folds, trial {report['best']['trial']} "
+        f"({report['best']['family']})"
     )
     out.print(report["advice"])
     params = Table(title="best params", title_justify="left")

@@ -113,6 +113,7 @@ class CrossValidation:
         n_folds: int = 5,
         seed: int = 0,
         text_columns: Sequence[str] = (),
+        threads: int | None = None,
     ) -> None:
         from fermion.training.preprocess import column_roles, preprocessor_for
 
@@ -122,6 +123,7 @@ class CrossValidation:
         self.metric = metric
         self.greater_is_better = GREATER_IS_BETTER[metric]
         self.seed = seed
+        self.threads = threads
         y = encode_target(frame.get_column(target))
         roles = column_roles(frame, features, text_columns=text_columns)
         self.folds: list[Fold] = []
@@ -157,6 +159,7 @@ class CrossValidation:
                 categorical_features=self.categorical,
                 seed=self.seed,
                 should_stop=should_stop,
+                threads=self.threads,
             )
             if index == 0 and reporter.should_prune():
                 raise Pruned(f"pruned during the first fold at step {fitted.best_step}")

@@ -34,7 +34,11 @@ def study_report(study: optuna.Study, metric: str) -> dict[str, Any]:
         "best": {
             "trial": best.number,
             "value": best.value,
+            "family": best.user_attrs.get(
+                "family", study.user_attrs.get("fermion", {}).get("family")
+            ),
             "params": best.params,
+            "full_params": best.user_attrs.get("params", best.params),
             "fold_scores": best.user_attrs.get("fold_scores", []),
             "rounds": best.user_attrs.get("rounds"),
             "run_id": best.user_attrs.get("run_id"),

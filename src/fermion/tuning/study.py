@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from fermion.errors import ConflictError, InvalidInputError, StorageError
+from fermion.errors import ConflictError, InvalidInputError, MissingDependencyError, StorageError
 from fermion.tuning.objective import FOLD_STEP, Pruned, Reporter
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
         engine_kwargs = {"connect_args": {"timeout": 60}}
     try:
         with quiet_optuna():
-            return optuna.storages.RDBStorage(
+            storage = optuna.storages.RDBStorage(
                 url,
                 engine_kwargs=engine_kwargs,
                 heartbeat_interval=HEARTBEAT_S,
@@ -69,9 +69,37 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
             )
     except Exception as exc:
         raise StorageError(f"cannot open the study storage: {_first_line(exc)}") from exc
+    if url.startswith("sqlite"):
+        _serialized_sqlite(storage)
+    return storage
 
 
-def make_sampler(name: str, seed: int, space: SearchSpace) -> optuna.samplers.BaseSampler:
+def _serialized_sqlite(storage: optuna.storages.RDBStorage) -> None:
+    """Each Optuna transaction on SQLite takes the write lock when it begins.
+
+    pysqlite begins a transaction only at the first write, so two workers could both read a
+    waiting trial (the warm start, a retry) and both mark it running: one trial, run twice."""
+    from sqlalchemy import event
+
+    def no_implicit_begin(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    def begin_immediate(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    event.listen(storage.engine, "connect", no_implicit_begin)
+    event.listen(storage.engine, "begin", begin_immediate)
+    close_storage(storage)  # connections made before the listeners are not reused
+
+
+def close_storage(storage: optuna.storages.RDBStorage) -> None:
+    """Close the storage's pooled connections, which Optuna leaves open until collected."""
+    storage.remove_session()
+    storage.engine.dispose()
+
+
+def make_sampler(name: str, seed: int, space: SearchSpace | None) -> optuna.samplers.BaseSampler:
+    """`space` is needed by the grid sampler only (None for a study across families)."""
     import optuna
 
     if name == "tpe":
@@ -79,10 +107,25 @@ def make_sampler(name: str, seed: int, space: SearchSpace) -> optuna.samplers.Ba
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "cmaes":
+        _require_cmaes()
         return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
     if name == "grid":
+        if space is None:
+            raise InvalidInputError("the grid sampler needs one model family's search space")
         return optuna.samplers.GridSampler(grid_of(space), seed=seed)
     raise InvalidInputError(f"unknown sampler {name!r}; choose one of: {', '.join(SAMPLERS)}")
+
+
+def _require_cmaes() -> None:
+    """Optuna imports `cmaes` only at the first sampled trial, where every trial would fail."""
+    import importlib
+
+    try:
+        importlib.import_module("cmaes")
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "the cmaes sampler needs the cmaes package: pip install cmaes"
+        ) from exc
 
 
 def grid_of(space: SearchSpace, points: int = 4) -> dict[str, list[Any]]:

@@ -16,6 +16,7 @@ from fermion.tuning.study import (
     PRUNERS,
     SAMPLERS,
     StudyKey,
+    close_storage,
     make_pruner,
     make_sampler,
     open_storage,
@@ -104,82 +105,98 @@ def tune(
 
     from fermion.training.families import get_family
     from fermion.training.trainer import prepare
-    from fermion.tuning.space import default_space, load_space
+    from fermion.tuning.auto import AUTO, MultiFamilySpace, auto_space
+    from fermion.tuning.space import SearchSpace, default_space, load_space
 
     _check_budget(trials, timeout, jobs, folds, patience, sampler, pruner)
-    family = get_family(model)
-    family.check_available()
+    if model == AUTO:
+        if space:
+            raise InvalidInputError("--space applies to one model family, not to --model auto")
+        if sampler == "grid":
+            raise InvalidInputError("the grid sampler needs one model family, not --model auto")
+    else:
+        get_family(model).check_available()
     dataset = ws.datasets.get(data)
     prepared = prepare(ws, dataset, target, task=task, seed=seed)  # records a split if none
     chosen_metric = check_metric(metric or PRIMARY_METRIC[prepared.task], prepared.task)
-    search = (
-        load_space(Path(space), model, prepared.task)
-        if space
-        else default_space(model, prepared.task)
-    )
+    search: SearchSpace | MultiFamilySpace
+    if model == AUTO:
+        search = auto_space(prepared.task)
+    elif space:
+        search = load_space(Path(space), model, prepared.task)
+    else:
+        search = default_space(model, prepared.task)
     direction = "maximize" if GREATER_IS_BETTER[chosen_metric] else "minimize"
     key = StudyKey(
         model, dataset.ref, target, chosen_metric, direction, search.fingerprint(), folds, seed
     )
     study_name = study or f"{dataset.name}-{target}-{model}"
     storage = open_storage(ws.settings.resolved_metadata_url)
-    with quiet_optuna():
-        optuna_study = open_study(
-            storage,
-            study_name,
-            key,
-            sampler=make_sampler(sampler, seed, search),
-            pruner=make_pruner(pruner, folds),
-            new=new,
-        )
-        if not optuna_study.trials:  # warm start: the untuned model is the first trial
-            optuna_study.enqueue_trial(search.defaults(), skip_if_exists=True)
-    with ws.runs.start(f"tune-{model}", experiment=experiment or dataset.name, nested=False) as run:
-        run.log_input(dataset, "tune")
-        run.log_params(
-            {
-                "model": model,
-                "data": dataset.ref,
-                "target": target,
-                "task": prepared.task,
-                "metric": chosen_metric,
-                "study": study_name,
-                "sampler": sampler,
-                "pruner": pruner,
-                "folds": folds,
-                "trials": trials,
-                "jobs": jobs,
-                "seed": seed,
-                "space": search.fingerprint()[:16],
-            }
-        )
-        spec = WorkerSpec(
-            root=str(ws.root),
-            data=dataset.ref,
-            target=target,
-            family=model,
-            task=prepared.task,
-            metric=chosen_metric,
-            folds=folds,
-            seed=seed,
-            study=study_name,
-            sampler=sampler,
-            pruner=pruner,
-            space=search.to_dict(),
-            trials=trials,
-            deadline=None if timeout is None else time.time() + timeout,
-            parent_run=run.id,
-            experiment=run.experiment,
-            threads=2 if jobs == 1 else 1,
-            patience=patience,
-            text_columns=tuple(text_columns),
-        )
-        if progress is not None:
-            progress.stage(f"Tuning {model}: {trials} trials, {folds}-fold CV, {jobs} job(s)")
-        _run(spec, jobs, progress)
-        return _finish(ws, run, prepared, family, study_name, chosen_metric, storage,
-                       name=name, alias=alias, register=register, seed=seed,
-                       progress=progress)  # fmt: skip
+    try:
+        with quiet_optuna():
+            optuna_study = open_study(
+                storage,
+                study_name,
+                key,
+                sampler=make_sampler(
+                    sampler, seed, search if isinstance(search, SearchSpace) else None
+                ),
+                pruner=make_pruner(pruner, folds),
+                new=new,
+            )
+            if not optuna_study.trials:  # warm start: the untuned model is the first trial
+                for defaults in _warm_start(search):
+                    optuna_study.enqueue_trial(defaults, skip_if_exists=True)
+        with ws.runs.start(
+            f"tune-{model}", experiment=experiment or dataset.name, nested=False
+        ) as run:
+            run.log_input(dataset, "tune")
+            run.log_params(
+                {
+                    "model": model,
+                    "data": dataset.ref,
+                    "target": target,
+                    "task": prepared.task,
+                    "metric": chosen_metric,
+                    "study": study_name,
+                    "sampler": sampler,
+                    "pruner": pruner,
+                    "folds": folds,
+                    "trials": trials,
+                    "jobs": jobs,
+                    "seed": seed,
+                    "space": search.fingerprint()[:16],
+                }
+            )
+            spec = WorkerSpec(
+                root=str(ws.root),
+                data=dataset.ref,
+                target=target,
+                family=model,
+                task=prepared.task,
+                metric=chosen_metric,
+                folds=folds,
+                seed=seed,
+                study=study_name,
+                sampler=sampler,
+                pruner=pruner,
+                space=search.to_dict(),
+                trials=trials,
+                deadline=None if timeout is None else time.time() + timeout,
+                parent_run=run.id,
+                experiment=run.experiment,
+                threads=2 if jobs == 1 else 1,
+                patience=patience,
+                text_columns=tuple(text_columns),
+            )
+            if progress is not None:
+                progress.stage(f"Tuning {model}: {trials} trials, {folds}-fold CV, {jobs} job(s)")
+            _run(spec, jobs, progress)
+            return _finish(ws, run, prepared, study_name, chosen_metric, storage,
+                           name=name, alias=alias, register=register, seed=seed,
+                           progress=progress)  # fmt: skip
+    finally:
+        close_storage(storage)
 
 
 def _check_budget(
@@ -220,8 +237,8 @@ def _run(spec: WorkerSpec, jobs: int, progress: TuneProgress | None) -> None:
     ]
     for worker in workers:
         worker.start()
+    watcher = _Reporter(spec, progress)
     try:
-        watcher = _Reporter(spec, progress)
         while any(worker.is_alive() for worker in workers):
             for worker in workers:
                 worker.join(timeout=0.5)
@@ -230,6 +247,8 @@ def _run(spec: WorkerSpec, jobs: int, progress: TuneProgress | None) -> None:
         for worker in workers:
             worker.terminate()
         raise
+    finally:
+        watcher.close()
     failed = [w.exitcode for w in workers if w.exitcode not in (0, None)]
     if len(failed) == len(workers):
         raise FermionError(f"every tuning worker exited with an error (exit codes {failed})")
@@ -242,9 +261,14 @@ class _Reporter:
         self._spec = spec
         self._progress = progress
         self._study: optuna.Study | None = None
+        self._storage: optuna.storages.RDBStorage | None = None
 
     def __call__(self, study: optuna.Study, trial: Any) -> None:
         self._show(study)
+
+    def close(self) -> None:
+        if self._storage is not None:
+            close_storage(self._storage)
 
     def poll(self) -> None:
         if self._progress is None:
@@ -256,10 +280,9 @@ class _Reporter:
         if self._study is None:
             with Workspace.open(self._spec.root) as ws:
                 url = ws.settings.resolved_metadata_url
+            self._storage = open_storage(url)
             with quiet_optuna():
-                self._study = optuna.load_study(
-                    study_name=self._spec.study, storage=open_storage(url)
-                )
+                self._study = optuna.load_study(study_name=self._spec.study, storage=self._storage)
         self._show(self._study)
 
     def _show(self, study: optuna.Study) -> None:
@@ -283,11 +306,19 @@ class _Reporter:
         )
 
 
+def _warm_start(search: Any) -> list[dict[str, object]]:
+    """The untuned defaults as the first trial (one per family for `--model auto`)."""
+    from fermion.tuning.auto import MultiFamilySpace
+
+    if isinstance(search, MultiFamilySpace):
+        return search.defaults()
+    return [search.defaults()]
+
+
 def _finish(
     ws: Workspace,
     run: Any,
     prepared: Any,
-    family: Any,
     study_name: str,
     metric: str,
     storage: Any,
@@ -302,6 +333,7 @@ def _finish(
     import optuna
     import polars as pl
 
+    from fermion.training.families import get_family
     from fermion.training.progress import Silent
     from fermion.training.trainer import Prepared, evaluate_and_register, fit_family
     from fermion.tuning.objective import ROUND_PARAMS
@@ -323,7 +355,8 @@ def _finish(
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     run.log_dict(report, "tuning/report.json")
-    params = family.coerce_params(prepared.task, best["params"])
+    family = get_family(best["family"])
+    params = family.coerce_params(prepared.task, best["full_params"])
     rounds = best.get("rounds")
     if rounds and family.name in ROUND_PARAMS:
         params[ROUND_PARAMS[family.name]] = rounds

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from fermion.tuning.objective import CrossValidation, Pruned
 from fermion.tuning.study import (
     TrialReporter,
+    close_storage,
     make_pruner,
     make_sampler,
     open_storage,
@@ -69,32 +70,50 @@ def build_objective(ws: Workspace, spec: WorkerSpec) -> Callable[[optuna.Trial],
 
     from fermion.training.families import get_family
     from fermion.training.trainer import prepare
+    from fermion.tuning.auto import MultiFamilySpace, is_multi_family
     from fermion.tuning.space import SearchSpace
 
-    family = get_family(spec.family)
-    space = SearchSpace.from_dict(spec.space)
     prepared = prepare(ws, spec.data, spec.target, task=spec.task)  # type: ignore[arg-type]
     frame = pl.concat([f for part, f in prepared.frames.items() if part != "test"])
-    cv = CrossValidation(
-        family,
-        frame,
-        target=spec.target,
-        features=prepared.features,
-        task=prepared.task,
-        encode_target=prepared.encoding.encode,
-        n_classes=prepared.encoding.n_classes,
-        metric=spec.metric,
-        n_folds=spec.folds,
-        seed=spec.seed,
-        text_columns=spec.text_columns,
-    )
+    folds: dict[str, CrossValidation] = {}
+
+    def cross_validation(name: str) -> CrossValidation:
+        """Each family's folds, encoded the first time a trial needs them."""
+        if name not in folds:
+            folds[name] = CrossValidation(
+                get_family(name),
+                frame,
+                target=spec.target,
+                features=prepared.features,
+                task=prepared.task,
+                encode_target=prepared.encoding.encode,
+                n_classes=prepared.encoding.n_classes,
+                metric=spec.metric,
+                n_folds=spec.folds,
+                seed=spec.seed,
+                text_columns=spec.text_columns,
+                threads=spec.threads,
+            )
+        return folds[name]
+
+    multi = MultiFamilySpace.from_dict(spec.space) if is_multi_family(spec.space) else None
+    single = None if multi is not None else SearchSpace.from_dict(spec.space)
+    if single is not None:
+        cross_validation(spec.family)  # fail here, not in every trial, if the data cannot fold
     folds_only = spec.pruner == "hyperband"
 
     def objective(trial: optuna.Trial) -> float:
         import optuna
 
-        sampled = space.suggest(trial)
-        params = family.coerce_params(prepared.task, sampled)
+        if multi is not None:
+            family_name, sampled = multi.suggest(trial)
+        else:
+            assert single is not None
+            family_name, sampled = spec.family, single.suggest(trial)
+        cv = cross_validation(family_name)
+        params = cv.family.coerce_params(prepared.task, sampled)
+        trial.set_user_attr("family", family_name)
+        trial.set_user_attr("params", sampled)  # with the fixed ones, which Optuna does not keep
         pruned: Pruned | None = None
         with ws.runs.start(
             f"trial-{trial.number}",
@@ -102,12 +121,16 @@ def build_objective(ws: Workspace, spec: WorkerSpec) -> Callable[[optuna.Trial],
             parent=spec.parent_run,
             environment={"study_run": spec.parent_run},
         ) as run:
-            run.log_params({"trial": trial.number, **sampled})
+            trial.set_user_attr("run_id", run.id)  # also for a trial that fails or dies
+            run.log_params({"trial": trial.number, "model": family_name, **sampled})
             try:
                 result = cv.evaluate(params, TrialReporter(trial, folds_only=folds_only))
             except Pruned as exc:
                 pruned = exc
                 run.set_tag("state", "pruned")
+            except Exception as exc:  # Optuna keeps no error; the study shows it with the trial
+                trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
+                raise
             else:
                 run.log_metrics({spec.metric: result.mean, f"{spec.metric}_std": result.std})
                 for index, score in enumerate(result.fold_scores):
@@ -115,7 +138,6 @@ def build_objective(ws: Workspace, spec: WorkerSpec) -> Callable[[optuna.Trial],
                 trial.set_user_attr("fold_scores", result.fold_scores)
                 trial.set_user_attr("rounds", result.rounds)
                 trial.set_user_attr("fit_seconds", result.fit_seconds)
-            trial.set_user_attr("run_id", run.id)
         if pruned is not None:
             raise optuna.TrialPruned(str(pruned))
         return result.mean
@@ -132,34 +154,60 @@ def run_trials(
     from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
 
+    from fermion.tuning.auto import is_multi_family
     from fermion.tuning.patience import Patience
     from fermion.tuning.space import SearchSpace
     from fermion.workspace import Workspace
 
     with Workspace.open(Path(spec.root)) as ws, quiet_optuna():
         objective = build_objective(ws, spec)
-        space = SearchSpace.from_dict(spec.space)
+        space = None if is_multi_family(spec.space) else SearchSpace.from_dict(spec.space)
         storage = open_storage(ws.settings.resolved_metadata_url)
-        study = optuna.load_study(
-            study_name=spec.study,
-            storage=storage,
-            sampler=make_sampler(spec.sampler, spec.seed + _worker_offset(in_process), space),
-            pruner=make_pruner(spec.pruner, spec.folds),
+        storage.heartbeat_stale_trial_callback = _EndStaleRun(
+            ws, storage.heartbeat_stale_trial_callback
         )
-        every: list[TrialCallback] = [
-            MaxTrialsCallback(
-                spec.trials, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-            ),
-            *(callbacks or []),
-        ]
-        if spec.patience:
-            every.append(Patience(spec.patience))
-        if finished_trials(study) >= spec.trials:
-            return
-        timeout = None if spec.deadline is None else max(0.0, spec.deadline - time.time())
-        if timeout == 0.0:
-            return
-        study.optimize(objective, timeout=timeout, callbacks=every, catch=(Exception,))
+        try:
+            study = optuna.load_study(
+                study_name=spec.study,
+                storage=storage,
+                sampler=make_sampler(spec.sampler, spec.seed + _worker_offset(in_process), space),
+                pruner=make_pruner(spec.pruner, spec.folds),
+            )
+            every: list[TrialCallback] = [
+                MaxTrialsCallback(
+                    spec.trials, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+                ),
+                *(callbacks or []),
+            ]
+            if spec.patience:
+                every.append(Patience(spec.patience))
+            if finished_trials(study) >= spec.trials:
+                return
+            timeout = None if spec.deadline is None else max(0.0, spec.deadline - time.time())
+            if timeout == 0.0:
+                return
+            study.optimize(objective, timeout=timeout, callbacks=every, catch=(Exception,))
+        finally:
+            close_storage(storage)
+
+
+class _EndStaleRun:
+    """A dead worker's trial is failed by Optuna and retried; its run is marked failed too."""
+
+    def __init__(self, ws: Workspace, retry: TrialCallback | None) -> None:
+        self._ws = ws
+        self._retry = retry
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        from fermion.entities import RunStatus
+
+        run_id = trial.user_attrs.get("run_id")
+        if isinstance(run_id, int) and self._ws.runs.get(run_id).status == RunStatus.RUNNING:
+            self._ws.runs.store.end_run(
+                run_id, RunStatus.FAILED, "its tuning worker stopped (no heartbeat)"
+            )
+        if self._retry is not None:
+            self._retry(study, trial)
 
 
 def _worker_offset(in_process: bool) -> int:
