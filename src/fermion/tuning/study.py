@@ -18,6 +18,10 @@ if TYPE_CHECKING:
 
 SAMPLERS = ("tpe", "random", "cmaes", "grid")
 PRUNERS = ("median", "hyperband", "none")
+# Boosting rounds are judged from this round on (a slow learning rate starts badly), every
+# ROUND_EVERY rounds.
+ROUND_WARMUP = 30
+ROUND_EVERY = 10
 # A worker that stops beating for this long is dead: its trial fails and is retried once.
 HEARTBEAT_S = 10
 GRACE_S = 30
@@ -159,8 +163,7 @@ def make_pruner(name: str, folds: int) -> optuna.pruners.BasePruner:
     import optuna
 
     if name == "median":
-        # Thirty warm-up rounds, so a slow learning rate is not judged on its first rounds.
-        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=30)
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=ROUND_WARMUP)
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=folds)
     if name == "none":
@@ -214,19 +217,30 @@ def _difference(stored: Any, wanted: dict[str, Any]) -> str:
 
 
 class TrialReporter(Reporter):
-    """Intermediate values to an Optuna trial; with Hyperband only the folds (its resource)."""
+    """Intermediate values to an Optuna trial; with Hyperband only the folds (its resource).
+
+    Each report is a database write and each pruning check reads every trial's values, so
+    boosting rounds are reported only after the pruner's warm-up and then every
+    `ROUND_EVERY` rounds, and the pruner is asked only right after a report.
+    """
 
     def __init__(self, trial: optuna.Trial, *, folds_only: bool) -> None:
         self._trial = trial
         self._folds_only = folds_only
+        self._fresh = False
 
     def report(self, value: float, step: int) -> None:
         if step >= FOLD_STEP:
             self._trial.report(value, step - FOLD_STEP + 1 if self._folds_only else step)
-        elif not self._folds_only:
+            self._fresh = True
+        elif not self._folds_only and step >= ROUND_WARMUP and step % ROUND_EVERY == 0:
             self._trial.report(value, step)
+            self._fresh = True
 
     def should_prune(self) -> bool:
+        if not self._fresh:
+            return False
+        self._fresh = False
         return self._trial.should_prune()
 
 
