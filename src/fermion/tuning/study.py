@@ -32,7 +32,7 @@ def quiet_optuna() -> Iterator[None]:
     """Optuna's experimental-feature warnings and info logs are noise to a Fermion user."""
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # failed trials are counted and kept as runs
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         yield
