@@ -133,7 +133,7 @@ class ModelRegistry:
         self, source: Path | str, *, name: str | None = None, description: str = ""
     ) -> ModelVersion:
         """Register a bundle made by `export`, after checking every path and checksum."""
-        root, manifest = unpack_tar(Path(source).expanduser(), self._scratch)
+        extracted, root, manifest = unpack_tar(Path(source).expanduser(), self._scratch)
         try:
             target = name or str(manifest.get("name") or "")
             if not target:
@@ -153,7 +153,7 @@ class ModelRegistry:
                 origin="imported",
             )
         finally:
-            shutil.rmtree(root.parent if root.parent != self._scratch else root, ignore_errors=True)
+            shutil.rmtree(extracted, ignore_errors=True)
 
 
 def _actor() -> str:

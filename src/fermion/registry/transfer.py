@@ -7,14 +7,12 @@ import posixpath
 import shutil
 import tarfile
 import uuid
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from fermion.errors import IntegrityError, InvalidInputError, NotFoundError
 from fermion.registry.bundle import (
     MANIFEST,
-    canonical_json,
     read_manifest_file,
     safe_relative,
     verify_folder,
@@ -51,9 +49,10 @@ def write_tar(folder: Path, card: str, target: Path, top: str) -> Path:
     return target
 
 
-def unpack_tar(source: Path, scratch: Path) -> tuple[Path, dict[str, Any]]:
+def unpack_tar(source: Path, scratch: Path) -> tuple[Path, Path, dict[str, Any]]:
     """Extract a bundle into a new folder under `scratch`, refusing unsafe entries, and check
-    every checksum. Returns the folder holding the manifest, and the manifest."""
+    every checksum. Returns that folder (the caller removes it), the folder holding the
+    manifest inside it, and the manifest."""
     if not source.is_file():
         raise NotFoundError(f"no model bundle at {source}")
     destination = scratch / f"import-{uuid.uuid4().hex}"
@@ -68,7 +67,7 @@ def unpack_tar(source: Path, scratch: Path) -> tuple[Path, dict[str, Any]]:
     except BaseException:
         shutil.rmtree(destination, ignore_errors=True)
         raise
-    return root, manifest
+    return destination, root, manifest
 
 
 def _extract(source: Path, destination: Path) -> None:
@@ -133,7 +132,3 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def manifest_bytes(manifest: Mapping[str, Any]) -> bytes:
-    return canonical_json(manifest)

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 import numpy.typing as npt
-import polars as pl
 
 from fermion.errors import InvalidInputError
 from fermion.registry.signature import conform, signature_from_schema
@@ -196,9 +195,3 @@ def _is_torch_module(model: Any) -> bool:
 
 
 CustomFit = Callable[[TrainingData, "Run"], Any]
-
-
-def frame_height(x: Any) -> int:
-    if isinstance(x, pl.DataFrame | np.ndarray):
-        return int(x.shape[0])
-    return len(x)

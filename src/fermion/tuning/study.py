@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from fermion.errors import ConflictError, InvalidInputError, MissingDependencyError, StorageError
-from fermion.tuning.objective import FOLD_STEP, Pruned, Reporter
+from fermion.tuning.objective import FOLD_STEP, Reporter
 
 if TYPE_CHECKING:
     import optuna
@@ -242,12 +242,6 @@ class TrialReporter(Reporter):
             return False
         self._fresh = False
         return self._trial.should_prune()
-
-
-def as_optuna_pruned(exc: Pruned) -> Exception:
-    import optuna
-
-    return optuna.TrialPruned(str(exc))
 
 
 def _first_line(exc: BaseException) -> str:

@@ -233,7 +233,8 @@ def _run(spec: WorkerSpec, jobs: int, progress: TuneProgress | None) -> None:
         return
     context = multiprocessing.get_context("spawn")
     workers = [
-        context.Process(target=run_worker_process, args=(spec,), daemon=True) for _ in range(jobs)
+        context.Process(target=run_worker_process, args=(spec, index + 1), daemon=True)
+        for index in range(jobs)
     ]
     for worker in workers:
         worker.start()

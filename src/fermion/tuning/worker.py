@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fermion.tuning.objective import CrossValidation, Pruned
+from fermion.tuning.objective import CrossValidation, Pruned, Reporter
 from fermion.tuning.study import (
     TrialReporter,
     close_storage,
@@ -102,6 +102,12 @@ def build_objective(ws: Workspace, spec: WorkerSpec) -> Callable[[optuna.Trial],
         cross_validation(spec.family)  # fail here, not in every trial, if the data cannot fold
     folds_only = spec.pruner == "hyperband"
 
+    def reporter(trial: optuna.Trial) -> Reporter:
+        """Without a pruner nothing reads intermediate values: do not write them."""
+        if spec.pruner == "none":
+            return Reporter()
+        return TrialReporter(trial, folds_only=folds_only)
+
     def objective(trial: optuna.Trial) -> float:
         import optuna
 
@@ -124,7 +130,7 @@ def build_objective(ws: Workspace, spec: WorkerSpec) -> Callable[[optuna.Trial],
             trial.set_user_attr("run_id", run.id)  # also for a trial that fails or dies
             run.log_params({"trial": trial.number, "model": family_name, **sampled})
             try:
-                result = cv.evaluate(params, TrialReporter(trial, folds_only=folds_only))
+                result = cv.evaluate(params, reporter(trial))
             except Pruned as exc:
                 pruned = exc
                 run.set_tag("state", "pruned")
@@ -146,7 +152,7 @@ def build_objective(ws: Workspace, spec: WorkerSpec) -> Callable[[optuna.Trial],
 
 
 def run_trials(
-    spec: WorkerSpec, callbacks: list[TrialCallback] | None = None, *, in_process: bool = True
+    spec: WorkerSpec, callbacks: list[TrialCallback] | None = None, *, worker: int = 0
 ) -> None:
     """Run trials of `spec.study` until it holds `spec.trials` finished ones, the deadline
     passes or patience runs out. A trial that raises is recorded as failed; the study goes on."""
@@ -170,7 +176,7 @@ def run_trials(
             study = optuna.load_study(
                 study_name=spec.study,
                 storage=storage,
-                sampler=make_sampler(spec.sampler, spec.seed + _worker_offset(in_process), space),
+                sampler=make_sampler(spec.sampler, spec.seed + worker, space),
                 pruner=make_pruner(spec.pruner, spec.folds),
             )
             every: list[TrialCallback] = [
@@ -210,13 +216,7 @@ class _EndStaleRun:
             self._retry(study, trial)
 
 
-def _worker_offset(in_process: bool) -> int:
-    """Each worker process samples with its own seed, or they would propose the same params."""
-    import os
-
-    return 0 if in_process else os.getpid() % 10_000
-
-
-def run_worker_process(spec: WorkerSpec) -> None:
-    """The entry point of a spawned worker."""
-    run_trials(spec, in_process=False)
+def run_worker_process(spec: WorkerSpec, worker: int) -> None:
+    """The entry point of spawned worker number `worker` (1, 2, ...): its sampler's seed is
+    `seed + worker`, so workers propose different params and a run repeats from `--seed`."""
+    run_trials(spec, worker=worker)
