@@ -421,12 +421,12 @@ def figures(
     complete = [t for t in ordered if t.state == TrialState.COMPLETE]
     first_n = [t for t in complete if t.number < n]
     best = max(first_n, key=lambda t: t.value) if first_n else None
-    timed = [t for t in complete if "fit_seconds" in t.user_attrs]
+    timed = [t for t in complete if "fit_seconds" in _facts(t)]
     reported = report_s or {}
     per_trial, per_trial_all, per_trial_ms, report_ms = [], [], [], []
     for t in timed:
         span = (t.datetime_complete - t.datetime_start).total_seconds()
-        outside = span - t.user_attrs["fit_seconds"]
+        outside = span - _facts(t)["fit_seconds"]
         inside = reported.get(t.number, 0.0)
         per_trial.append(outside / span)
         per_trial_all.append((outside + inside) / span)
@@ -442,7 +442,7 @@ def figures(
     )
     # Time between the first start and the last end not spent fitting: the trials' own overhead
     # plus what runs between trials (callbacks, sampling, trial creation); complete trials only.
-    fitting = sum(t.user_attrs["fit_seconds"] - reported.get(t.number, 0.0) for t in timed)
+    fitting = sum(_facts(t)["fit_seconds"] - reported.get(t.number, 0.0) for t in timed)
     loop_overhead = (
         (loop - fitting) / loop if len(timed) == len(finished) and loop > 0 else float("nan")
     )
@@ -468,8 +468,13 @@ def figures(
     }
 
 
+def _facts(trial: Any) -> dict[str, Any]:
+    """A trial's user attributes: the hand-written script's, or Fermion's result record."""
+    return {**trial.user_attrs, **trial.user_attrs.get("fermion_result", {})}
+
+
 def _fold_std(trial: Any) -> float:
-    scores = trial.user_attrs.get("fold_scores") if trial is not None else None
+    scores = _facts(trial).get("fold_scores") if trial is not None else None
     return statistics.pstdev(scores) if scores and len(scores) > 1 else float("nan")
 
 

@@ -45,3 +45,10 @@ def require(module: str, extra: str) -> object:
         raise MissingDependencyError(
             f"{module} is not installed: pip install 'fermion[{extra}]'"
         ) from exc
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (a database driver's own, when it wraps one),
+    or its type's name: what a one-line error shows of a cause."""
+    message = str(getattr(exc, "orig", None) or exc).strip()
+    return message.splitlines()[0] if message else type(exc).__name__

@@ -90,6 +90,27 @@ BAD_INPUT = {
         ["metric 'rmse' does not exist for a binary task", "roc_auc"],
     ),
     "no trials": (["--trials", "0"], None, ["--trials must be at least 1, not 0"]),
+    "model size as the metric": (
+        ["--metric", "size_kb,roc_auc"],
+        None,
+        ["the first objective must be a metric of the binary task, not 'size_kb'"],
+    ),
+    "objective named twice": (
+        ["--metric", "roc_auc,size_kb,roc_auc"],
+        None,
+        ["objective 'roc_auc' is named twice"],
+    ),
+    "unknown objective": (
+        ["--metric", "roc_auc,speed"],
+        None,
+        ["metric 'speed' does not exist for a binary task"],
+    ),
+    "pruning several objectives": (
+        ["--metric", "roc_auc,latency_ms", "--pruner", "median"],
+        None,
+        ["the median pruner needs one objective", "--pruner none"],
+    ),
+    "unknown backend": (["--backend", "spark"], None, ["unknown backend 'spark'", "ray"]),
 }
 
 
@@ -151,3 +172,16 @@ def test_a_study_reused_with_another_space_is_refused_until_new(
     assert result["report"]["trials"] == {"complete": 2, "pruned": 0, "fail": 0}
     assert result["best_params"]["num_boost_round"] <= 20
     assert result["final"]["model"]["version"] == 2
+
+
+def test_two_objectives_print_the_pareto_front_and_register_its_choice(cli: CliRunner) -> None:
+    out = _ok(cli, "tune", *FAST, "-n", "6", "--space", "space.yaml", "--metric", "roc_auc,size_kb")
+    assert "Pareto front" in out
+    assert "the best size_kb on the Pareto front among the trials whose roc_auc is" in out
+    assert "tuning/pareto_front.png" in out
+    assert "registered credit:1" in out
+    with Workspace.open() as ws:
+        (study_run,) = ws.runs.list(filter="params.sampler = 'nsga2'")
+        assert study_run.params["metric"] == "roc_auc,size_kb"
+        assert study_run.params["pruner"] == "none"
+        assert study_run.metrics["cv_size_kb"] > 0

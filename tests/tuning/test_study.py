@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 from fermion.entities import RunStatus
 from fermion.errors import ConflictError
 from fermion.tuning.space import load_space
-from fermion.tuning.study import close_storage, open_storage, quiet_optuna
+from fermion.tuning.study import SETUP_ATTR, close_storage, open_storage, quiet_optuna, trial_facts
 from fermion.tuning.tuner import tune
 from fermion.workspace import Workspace
 
@@ -97,7 +97,7 @@ def test_the_trial_of_a_dead_worker_fails_and_its_params_are_retried_once(
             dead_run = ws.runs.store.create_run(
                 study_run.experiment, f"trial-{dead.number}", parent_id=study_run.id
             )
-            dead.set_user_attr("run_id", dead_run.id)
+            dead.set_user_attr(SETUP_ATTR, {"run_id": dead_run.id})
             storage.record_heartbeat(dead._trial_id)
     finally:
         close_storage(storage)
@@ -123,7 +123,7 @@ def test_the_trial_of_a_dead_worker_fails_and_its_params_are_retried_once(
     with quiet_optuna():  # Optuna calls these helpers experimental
         assert RetryHeartbeatStaleTrialCallback.retried_trial_number(retry) == stale.number
         assert RetryHeartbeatStaleTrialCallback.retry_history(retry) == [stale.number]
-    run = ws.runs.get(retry.user_attrs["run_id"])
+    run = ws.runs.get(trial_facts(retry)["run_id"])
     assert run.parent_id == resumed.run_id
     assert run.status == RunStatus.FINISHED
     assert resumed.report["trials"] == {"complete": 3, "pruned": 0, "fail": 1}

@@ -17,6 +17,7 @@ from fermion.entities import RunStatus
 from fermion.training.families import get_family
 from fermion.tuning.objective import CrossValidation, CVResult
 from fermion.tuning.space import load_space
+from fermion.tuning.study import trial_facts
 from fermion.tuning.tuner import tune
 from fermion.workspace import Workspace
 
@@ -52,9 +53,9 @@ def _check_trial_runs(ws: Workspace, study: optuna.Study, study_run: int, metric
     """Every trial is a child run of the study's run, with its params and its CV score."""
     children = {run.id: run for run in ws.runs.list(parent_id=study_run)}
     trials = study.get_trials(deepcopy=False)
-    assert sorted(children) == sorted(t.user_attrs["run_id"] for t in trials)
+    assert sorted(children) == sorted(trial_facts(t)["run_id"] for t in trials)
     for trial in trials:
-        run = children[trial.user_attrs["run_id"]]
+        run = children[trial_facts(trial)["run_id"]]
         assert run.parent_id == study_run
         assert run.name == f"trial-{trial.number}"
         assert run.params["trial"] == trial.number
@@ -63,7 +64,7 @@ def _check_trial_runs(ws: Workspace, study: optuna.Study, study_run: int, metric
             assert run.status == RunStatus.FINISHED
             assert run.metrics[metric] == pytest.approx(trial.value)
             assert run.metrics[f"{metric}_std"] == pytest.approx(
-                np.std(trial.user_attrs["fold_scores"])
+                np.std(trial_facts(trial)["fold_scores"])
             )
 
 
@@ -98,7 +99,8 @@ def test_tune_searches_reports_and_registers_the_best_model(
     assert first.params["lambda_l1"] == 1e-8
 
     _check_trial_runs(ws, study, result.run_id, "roc_auc")
-    assert all(ws.runs.get(t.user_attrs["run_id"]).params["num_boost_round"] == 30 for t in trials)
+    runs = [ws.runs.get(trial_facts(t)["run_id"]) for t in trials]
+    assert all(run.params["num_boost_round"] == 30 for run in runs)
 
     # the report, saved with the study's run
     report = json.loads(_artifact(ws, result.run_id, "tuning/report.json"))
@@ -204,7 +206,7 @@ def test_a_failing_trial_is_recorded_and_the_study_goes_on(
     failed = trials[1]
     assert failed.state == TrialState.FAIL
     assert failed.user_attrs["error"] == "ValueError: num_leaves=3 is not accepted"
-    run = sqlite_ws.runs.get(failed.user_attrs["run_id"])
+    run = sqlite_ws.runs.get(trial_facts(failed)["run_id"])
     assert run.parent_id == result.run_id
     assert run.status == RunStatus.FAILED
     assert run.error is not None and "num_leaves=3 is not accepted" in run.error

@@ -88,10 +88,29 @@ def tune(
     model: str = typer.Option("lightgbm", "--model", "-m", help="Model family."),
     trials: int = typer.Option(40, "--trials", "-n", help="Trials in the study, in all."),
     timeout: str = typer.Option(None, "--timeout", help="Stop after this long, e.g. 10m."),
-    metric: str = typer.Option(None, "--metric", help="Metric to optimise (default per task)."),
-    jobs: int = typer.Option(1, "--jobs", "-j", help="Worker processes."),
-    sampler: str = typer.Option("tpe", "--sampler", help="tpe, random, cmaes or grid."),
-    pruner: str = typer.Option("median", "--pruner", help="median, hyperband or none."),
+    metric: str = typer.Option(
+        None,
+        "--metric",
+        help="Metric to optimise (default per task); more objectives after commas, e.g. "
+        "roc_auc,size_kb or roc_auc,latency_ms, make a multi-objective study.",
+    ),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Worker processes (or Ray tasks)."),
+    backend: str = typer.Option(
+        "local",
+        "--backend",
+        help="local (worker processes) or ray (Ray tasks; a local Ray "
+        "instance unless RAY_ADDRESS names a cluster).",
+    ),
+    sampler: str = typer.Option(
+        None,
+        "--sampler",
+        help="tpe, random, cmaes, grid or nsga2 (default tpe; nsga2 with several objectives).",
+    ),
+    pruner: str = typer.Option(
+        None,
+        "--pruner",
+        help="median, hyperband or none (default median; none with several objectives).",
+    ),
     space: str = typer.Option(None, "--space", help="YAML file overriding the search space."),
     study: str = typer.Option(None, "--study", help="Study name (default: data-target-model)."),
     new: bool = typer.Option(False, "--new", help="Start the study over."),
@@ -108,7 +127,8 @@ def tune(
     from fermion.tuning.tuner import tune as run_tuning
 
     seconds = parse_duration(timeout) if timeout else None
-    with Workspace.open() as ws, LiveTuning(metric or "score", seconds) as live:
+    hint = metric.split(",")[0] if metric else "score"
+    with Workspace.open() as ws, LiveTuning(hint, seconds) as live:
         result = run_tuning(
             ws,
             data,
@@ -118,6 +138,7 @@ def tune(
             timeout=seconds,
             metric=metric,
             jobs=jobs,
+            backend=backend,
             sampler=sampler,
             pruner=pruner,
             space=space,
@@ -149,6 +170,9 @@ def tune(
         f"({report['best']['family']})"
     )
     out.print(report["advice"])
+    if "pareto_front" in report:
+        out.print(report["choice"])
+        out.print(pareto_table(report))
     params = Table(title="best params", title_justify="left")
     params.add_column("param")
     params.add_column("value", justify="right")
@@ -163,3 +187,16 @@ def tune(
         if final.task in HEADLINE:
             out.print(metrics_table(final.task, final.metrics, f"{final.evaluated_on} metrics"))
     out.print("plots (run artifacts): " + ", ".join(result.plots))
+
+
+def pareto_table(report: dict[str, Any]) -> Table:
+    """The Pareto front's trials with their objective values; the registered one starred."""
+    names = [report["metric"], *report["objectives"]]
+    table = Table(title="Pareto front", title_justify="left")
+    table.add_column("trial", justify="right")
+    for name in names:
+        table.add_column(name, justify="right")
+    for entry in report["pareto_front"]:
+        star = " *" if entry["trial"] == report["best"]["trial"] else ""
+        table.add_row(f"{entry['trial']}{star}", *(fmt(entry["values"][n]) for n in names))
+    return table

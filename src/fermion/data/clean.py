@@ -34,7 +34,7 @@ from fermion.data.cleaning_steps import (
 )
 from fermion.data.cleaning_values import ClipOutliers, DropOutliers, FillMissing, Replace
 from fermion.data.spec_file import fingerprint, read_yaml
-from fermion.errors import InvalidInputError
+from fermion.errors import InvalidInputError, first_line
 
 __all__ = [
     "STEP_TYPES",
@@ -141,11 +141,6 @@ class Recipe:
         return fingerprint(self.to_dict())
 
 
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def _names(schema: pl.Schema, limit: int = 20) -> str:
     names = schema.names()
     shown = ", ".join(names[:limit])
@@ -168,7 +163,7 @@ def apply_recipe(lf: pl.LazyFrame, recipe: Recipe) -> pl.LazyFrame:
         schema = lf.collect_schema()
     except pl.exceptions.PolarsError as exc:
         raise InvalidInputError(
-            f"cannot clean: the input is unreadable: {_first_line(exc)}"
+            f"cannot clean: the input is unreadable: {first_line(exc)}"
         ) from None
     probe = pl.DataFrame(schema=schema).lazy()
     for number, step in enumerate(recipe.steps, 1):
@@ -187,7 +182,7 @@ def apply_recipe(lf: pl.LazyFrame, recipe: Recipe) -> pl.LazyFrame:
         except InvalidInputError as exc:
             raise InvalidInputError(f"{where}: {exc}") from None
         except pl.exceptions.PolarsError as exc:
-            raise InvalidInputError(f"{where} cannot run: {_first_line(exc)}") from None
+            raise InvalidInputError(f"{where} cannot run: {first_line(exc)}") from None
         lf = step.apply(lf, schema)
         schema = probe.collect_schema()
     return lf

@@ -9,7 +9,7 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
 
-from fermion.errors import InvalidInputError, StorageError
+from fermion.errors import InvalidInputError, StorageError, first_line
 from fermion.storage.tables import VERSION_TABLE
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -71,9 +71,9 @@ def migrate(engine: Engine) -> None:
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
     except OperationalError as exc:
-        raise StorageError(f"cannot open the metadata store: {_first_line(exc)}") from exc
+        raise StorageError(f"cannot open the metadata store: {first_line(exc)}") from exc
     except SQLAlchemyError as exc:
-        raise StorageError(f"metadata store migration failed: {_first_line(exc)}") from exc
+        raise StorageError(f"metadata store migration failed: {first_line(exc)}") from exc
 
 
 def _adopt_legacy_version_table(connection: Connection, known: set[str]) -> None:
@@ -102,8 +102,3 @@ def _lock(connection: Connection) -> None:
     elif connection.dialect.name == "sqlite":
         # Take the write lock now so two openers cannot both see an empty database.
         connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-
-def _first_line(exc: BaseException) -> str:
-    message = str(getattr(exc, "orig", None) or exc)
-    return message.strip().splitlines()[0] if message.strip() else type(exc).__name__

@@ -205,6 +205,28 @@ def classification_metrics(
     )
 
 
+def classification_metric(
+    name: str, y_true: npt.ArrayLike, proba: npt.ArrayLike, labels: Sequence[str]
+) -> float | None:
+    """One metric of `classification_metrics`, or None where it is undefined.
+
+    Tuning scores every fold of every trial: the common metrics are computed alone, without
+    the confusion matrix and calibration that a full evaluation builds.
+    """
+    from sklearn.metrics import accuracy_score, log_loss
+
+    codes, probs = classification_inputs(y_true, proba, labels)
+    k = probs.shape[1]
+    if name in ("roc_auc", "pr_auc"):
+        roc_auc, pr_auc = _one_vs_rest_areas(codes, probs, [1] if k == 2 else list(range(k)))
+        return roc_auc if name == "roc_auc" else pr_auc
+    if name == "log_loss":
+        return float(log_loss(codes, probs, labels=list(range(k))))
+    if name == "accuracy":
+        return float(accuracy_score(codes, probs.argmax(axis=1)))
+    return classification_metrics(codes, probs, labels).metrics.get(name)
+
+
 def regression_metrics(y_true: npt.ArrayLike, y_pred: npt.ArrayLike) -> dict[str, float]:
     """rmse, mae, median_ae, r2 (left out for fewer than 2 rows or a constant target) and mape.
 

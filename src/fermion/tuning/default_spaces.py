@@ -120,13 +120,13 @@ def default_entries(family: str) -> dict[str, dict[str, Any]]:
         },
         "hist_gb": {
             "learning_rate": _log("float", 0.01, 0.3),
-            "max_leaf_nodes": _log("int", 8, 128),
+            "max_leaf_nodes": _log("int", 2, 128),
             "min_samples_leaf": _log("int", 5, 100),
             "l2_regularization": _log("float", 1e-8, 10.0),
         },
         "lightgbm": {
             "learning_rate": _log("float", 0.01, 0.3),
-            "num_leaves": _log("int", 8, 256),
+            "num_leaves": _log("int", 2, 256),
             "min_data_in_leaf": _log("int", 5, 200),
             "feature_fraction": _span("float", 0.4, 1.0),
             "bagging_freq": _among(0, 1, 5),
@@ -136,7 +136,7 @@ def default_entries(family: str) -> dict[str, dict[str, Any]]:
         },
         "xgboost": {
             "eta": _log("float", 0.01, 0.3),
-            "max_depth": _span("int", 3, 10),
+            "max_depth": _span("int", 2, 10),
             "min_child_weight": _log("float", 0.1, 20.0),
             "subsample": _span("float", 0.5, 1.0),
             "colsample_bytree": _span("float", 0.4, 1.0),

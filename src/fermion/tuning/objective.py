@@ -23,7 +23,7 @@ from fermion.training.families.base import FittedModel, Matrix, ModelFamily
 from fermion.training.metrics import (
     GREATER_IS_BETTER,
     Task,
-    classification_metrics,
+    classification_metric,
     regression_metrics,
 )
 
@@ -32,6 +32,11 @@ from fermion.training.metrics import (
 FOLD_STEP = 1_000_000
 # The param that caps rounds or epochs; the final fit uses the folds' mean best step.
 ROUND_PARAMS = {"lightgbm": "num_boost_round", "xgboost": "num_boost_round", "torch_mlp": "epochs"}
+# Objectives measured on the model rather than scored on its predictions; both are minimized.
+MODEL_OBJECTIVES = {
+    "size_kb": "the fitted model's serialized size in KiB (last fold)",
+    "latency_ms": "predict time per 1,000 rows in ms (median over folds)",
+}
 
 
 class Pruned(Exception):
@@ -65,6 +70,7 @@ class CVResult:
     fold_scores: list[float]
     best_steps: list[int] = field(default_factory=list)
     fit_seconds: float = 0.0
+    objectives: dict[str, float] = field(default_factory=dict)  # the extra objectives asked for
 
     @property
     def rounds(self) -> int | None:
@@ -114,6 +120,7 @@ class CrossValidation:
         seed: int = 0,
         text_columns: Sequence[str] = (),
         threads: int | None = None,
+        objectives: Sequence[str] = (),
     ) -> None:
         from fermion.training.preprocess import column_roles, preprocessor_for
 
@@ -121,6 +128,8 @@ class CrossValidation:
         self.task = task
         self.n_classes = n_classes
         self.metric = metric
+        self.objectives = tuple(objectives)
+        self._scored = (metric, *(o for o in objectives if o not in MODEL_OBJECTIVES))
         self.greater_is_better = GREATER_IS_BETTER[metric]
         self.seed = seed
         self.threads = threads
@@ -145,6 +154,7 @@ class CrossValidation:
         """Fit and score every fold; `reporter` may stop the trial by raising `Pruned`."""
         reporter = reporter or Reporter()
         scores: list[float] = []
+        extra: dict[str, list[float]] = {name: [] for name in self.objectives}
         best_steps: list[int] = []
         started = time.perf_counter()
         for index, fold in enumerate(self.folds):
@@ -163,7 +173,13 @@ class CrossValidation:
             )
             if index == 0 and reporter.should_prune():
                 raise Pruned(f"pruned during the first fold at step {fitted.best_step}")
-            scores.append(self.score(fitted, fold))
+            values = self.score(fitted, fold)
+            scores.append(values[self.metric])
+            for name in self.objectives:
+                if name == "size_kb" and index == len(self.folds) - 1:
+                    extra[name].append(_size_kb(fitted))
+                elif name != "size_kb":
+                    extra[name].append(values[name])
             if fitted.best_step is not None:
                 best_steps.append(fitted.best_step)
             reporter.report(float(np.mean(scores)), FOLD_STEP + index)
@@ -175,23 +191,39 @@ class CrossValidation:
             fold_scores=scores,
             best_steps=best_steps,
             fit_seconds=time.perf_counter() - started,
+            objectives={
+                name: float(np.median(v) if name == "latency_ms" else np.mean(v))
+                for name, v in extra.items()
+            },
         )
 
-    def score(self, fitted: FittedModel, fold: Fold) -> float:
+    def score(self, fitted: FittedModel, fold: Fold) -> dict[str, float]:
+        """The metric and the extra objectives on one fold; the predict call is timed."""
+        started = time.perf_counter()
         if self.task == "regression":
-            values = regression_metrics(fold.y_valid, fitted.predict(fold.X_valid))
+            predicted = fitted.predict(fold.X_valid)
+            elapsed = time.perf_counter() - started
+            metrics = regression_metrics(fold.y_valid, predicted)
+            values = {name: metrics.get(name) for name in self._scored}
         else:
             proba = fitted.predict_proba(fold.X_valid)
+            elapsed = time.perf_counter() - started
             labels = [str(i) for i in range(self.n_classes)]
-            values = classification_metrics(fold.y_valid, proba, labels).metrics
-        if self.metric not in values:
-            raise InvalidInputError(
-                f"metric {self.metric!r} is undefined on a validation fold (e.g. one class only)"
-            )
-        value = values[self.metric]
-        if not math.isfinite(value):
-            raise InvalidInputError(f"metric {self.metric!r} is not finite on a validation fold")
-        return value
+            values = {
+                name: classification_metric(name, fold.y_valid, proba, labels)
+                for name in self._scored
+            }
+        scores: dict[str, float] = {}
+        for name, value in values.items():
+            if value is None:
+                raise InvalidInputError(
+                    f"metric {name!r} is undefined on a validation fold (e.g. one class only)"
+                )
+            if not math.isfinite(value):
+                raise InvalidInputError(f"metric {name!r} is not finite on a validation fold")
+            scores[name] = value
+        scores["latency_ms"] = 1000.0 * elapsed * 1000.0 / max(1, len(fold.y_valid))
+        return scores
 
     def _round_hook(self, reporter: Reporter) -> Callable[[int, float], bool]:
         """Per-round validation loss of the first fold, in the study's direction."""
@@ -202,3 +234,10 @@ class CrossValidation:
             return reporter.should_prune()
 
         return should_stop
+
+
+def _size_kb(fitted: FittedModel) -> float:
+    """The fitted estimator's size as cloudpickle writes it (the registry's formats are close)."""
+    import cloudpickle
+
+    return len(cloudpickle.dumps(fitted.estimator)) / 1024.0

@@ -12,17 +12,25 @@ def noise_band(trial: optuna.trial.FrozenTrial) -> float:
     """The spread of a trial's score across CV folds: differences smaller than this are noise."""
     import numpy as np
 
-    scores = trial.user_attrs.get("fold_scores") or []
+    from fermion.tuning.study import trial_facts
+
+    scores = trial_facts(trial).get("fold_scores") or []
     return float(np.std(scores)) if len(scores) > 1 else 0.0
 
 
+def primary_value(trial: optuna.trial.FrozenTrial) -> float | None:
+    """The trial's score on the study's metric (the first objective of a multi-objective one)."""
+    return trial.values[0] if trial.values else None
+
+
 def trials_since_improvement(trials: list[optuna.trial.FrozenTrial], maximize: bool) -> int:
-    """Complete trials since the last one that beat the best so far by more than its band."""
+    """Complete trials since the last one that beat the best so far by more than its band
+    (on the metric: the first objective of a multi-objective study)."""
     best: float | None = None
     band = 0.0
     since = 0
     for trial in trials:
-        value = trial.value
+        value = primary_value(trial)
         if value is None:
             continue
         gain = (value - best if maximize else best - value) if best is not None else None
@@ -44,6 +52,6 @@ class Patience:
         from optuna.trial import TrialState
 
         complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        maximize = study.direction == StudyDirection.MAXIMIZE
+        maximize = study.directions[0] == StudyDirection.MAXIMIZE
         if trials_since_improvement(complete, maximize) >= self.patience:
             study.stop()

@@ -8,7 +8,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from fermion.errors import ConflictError, InvalidInputError, MissingDependencyError, StorageError
+from fermion.errors import (
+    ConflictError,
+    InvalidInputError,
+    MissingDependencyError,
+    StorageError,
+    first_line,
+)
 from fermion.tuning.objective import FOLD_STEP, Reporter
 
 if TYPE_CHECKING:
@@ -16,15 +22,17 @@ if TYPE_CHECKING:
 
     from fermion.tuning.space import SearchSpace
 
-SAMPLERS = ("tpe", "random", "cmaes", "grid")
+SAMPLERS = ("tpe", "random", "cmaes", "grid", "nsga2")
 PRUNERS = ("median", "hyperband", "none")
-# Boosting rounds are judged from this round on (a slow learning rate starts badly), every
-# ROUND_EVERY rounds.
-ROUND_WARMUP = 30
-ROUND_EVERY = 10
+# Boosting rounds are judged from this round on (a slow learning rate starts badly).
+ROUND_WARMUP = 32
 # A worker that stops beating for this long is dead: its trial fails and is retried once.
 HEARTBEAT_S = 10
 GRACE_S = 30
+# A trial's facts, in two user attributes (each one is a database write): what it ran, and
+# what it scored.
+SETUP_ATTR = "fermion"  # family, params (with the fixed ones), run_id, worker
+RESULT_ATTR = "fermion_result"  # fold_scores, rounds, fit_seconds, objectives
 
 
 @contextmanager
@@ -72,14 +80,15 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
             )
     except Exception as exc:
-        raise StorageError(f"cannot open the study storage: {_first_line(exc)}") from exc
+        raise StorageError(f"cannot open the study storage: {first_line(exc)}") from exc
     if url.startswith("sqlite"):
         _serialized_sqlite(storage)
     return storage
 
 
 def _serialized_sqlite(storage: optuna.storages.RDBStorage) -> None:
-    """Each Optuna transaction on SQLite takes the write lock when it begins.
+    """Each Optuna transaction on SQLite takes the write lock when it begins, and commits
+    without waiting for the disk more than WAL mode needs.
 
     pysqlite begins a transaction only at the first write, so two workers could both read a
     waiting trial (the warm start, a retry) and both mark it running: one trial, run twice."""
@@ -87,6 +96,9 @@ def _serialized_sqlite(storage: optuna.storages.RDBStorage) -> None:
 
     def no_implicit_begin(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
+        # The workspace database is in WAL mode, where NORMAL loses no committed data on a
+        # crash of the process (only on power loss) and halves the cost of each commit.
+        dbapi_connection.execute("PRAGMA synchronous=NORMAL")
 
     def begin_immediate(connection: Any) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
@@ -102,8 +114,11 @@ def close_storage(storage: optuna.storages.RDBStorage) -> None:
     storage.engine.dispose()
 
 
-def make_sampler(name: str, seed: int, space: SearchSpace | None) -> optuna.samplers.BaseSampler:
-    """`space` is needed by the grid sampler only (None for a study across families)."""
+def make_sampler(
+    name: str, seed: int, space: SearchSpace | None, *, trials: int = 40
+) -> optuna.samplers.BaseSampler:
+    """`space` is needed by the grid sampler only (None for a study across families); `trials`
+    sizes NSGA-II's generations, so that a study of `trials` sees several of them."""
     import optuna
 
     if name == "tpe":
@@ -117,6 +132,10 @@ def make_sampler(name: str, seed: int, space: SearchSpace | None) -> optuna.samp
         if space is None:
             raise InvalidInputError("the grid sampler needs one model family's search space")
         return optuna.samplers.GridSampler(grid_of(space), seed=seed)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(
+            seed=seed, population_size=min(50, max(8, trials // 4))
+        )
     raise InvalidInputError(f"unknown sampler {name!r}; choose one of: {', '.join(SAMPLERS)}")
 
 
@@ -182,6 +201,7 @@ def open_study(
 ) -> optuna.Study:
     """Create the study, or resume it when it was made for the same key; `new` starts over."""
     import optuna
+    from optuna.study import StudyDirection
 
     with quiet_optuna():
         existing = {s.study_name for s in optuna.get_all_study_summaries(storage)}
@@ -203,7 +223,10 @@ def open_study(
             storage=storage,
             sampler=sampler,
             pruner=pruner,
-            direction="maximize" if key.direction == "maximize" else "minimize",
+            directions=[
+                StudyDirection.MAXIMIZE if d == "maximize" else StudyDirection.MINIMIZE
+                for d in key.direction.split(",")
+            ],
         )
         study.set_user_attr("fermion", key.to_dict())
         return study
@@ -219,9 +242,10 @@ def _difference(stored: Any, wanted: dict[str, Any]) -> str:
 class TrialReporter(Reporter):
     """Intermediate values to an Optuna trial; with Hyperband only the folds (its resource).
 
-    Each report is a database write and each pruning check reads every trial's values, so
-    boosting rounds are reported only after the pruner's warm-up and then every
-    `ROUND_EVERY` rounds, and the pruner is asked only right after a report.
+    Each report is a database write and each pruning check reads every trial's values, so few
+    are made: boosting rounds at powers of two from the pruner's warm-up (32, 64, 128, ...),
+    and for the median pruner the running mean from the second fold on (one fold's score
+    alone is too noisy to stop a trial on). The pruner is asked only right after a report.
     """
 
     def __init__(self, trial: optuna.Trial, *, folds_only: bool) -> None:
@@ -231,9 +255,15 @@ class TrialReporter(Reporter):
 
     def report(self, value: float, step: int) -> None:
         if step >= FOLD_STEP:
-            self._trial.report(value, step - FOLD_STEP + 1 if self._folds_only else step)
+            fold = step - FOLD_STEP
+            if self._folds_only:
+                self._trial.report(value, fold + 1)
+            elif fold >= 1:
+                self._trial.report(value, step)
+            else:
+                return
             self._fresh = True
-        elif not self._folds_only and step >= ROUND_WARMUP and step % ROUND_EVERY == 0:
+        elif not self._folds_only and step >= ROUND_WARMUP and step & (step - 1) == 0:
             self._trial.report(value, step)
             self._fresh = True
 
@@ -244,6 +274,11 @@ class TrialReporter(Reporter):
         return self._trial.should_prune()
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+def trial_facts(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    """What a Fermion trial recorded: family, params, run_id, fold_scores, rounds, ..."""
+    facts: dict[str, Any] = {}
+    for attr in (SETUP_ATTR, RESULT_ATTR):
+        value = trial.user_attrs.get(attr)
+        if isinstance(value, dict):
+            facts |= value
+    return facts

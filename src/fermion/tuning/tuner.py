@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from fermion.training.trainer import TrainResult
     from fermion.workspace import Workspace
 
+BACKENDS = ("local", "ray")
 REGRESSION_METRICS = frozenset({"rmse", "mae", "r2", "mape", "median_ae"})
 BINARY_ONLY = frozenset({"brier"})
 
@@ -55,6 +56,7 @@ class TuneResult:
 
 
 def check_metric(metric: str, task: Task) -> str:
+    """`metric` if it scores `task`'s predictions, else an error listing those that do."""
     known = set(GREATER_IS_BETTER)
     allowed = (
         REGRESSION_METRICS
@@ -69,6 +71,37 @@ def check_metric(metric: str, task: Task) -> str:
     return metric
 
 
+def parse_objectives(metric: str | Sequence[str] | None, task: Task) -> tuple[str, ...]:
+    """The metric, then any objectives traded off against it (`"roc_auc,size_kb"`).
+
+    The first is always a metric of the task; the others may also be `size_kb` or `latency_ms`.
+    """
+    from fermion.tuning.objective import MODEL_OBJECTIVES
+
+    names = metric.split(",") if isinstance(metric, str) else list(metric or [])
+    names = [name.strip() for name in names if name.strip()] or [PRIMARY_METRIC[task]]
+    if names[0] in MODEL_OBJECTIVES:
+        raise InvalidInputError(
+            f"the first objective must be a metric of the {task} task, not {names[0]!r}; "
+            f"e.g. {PRIMARY_METRIC[task]},{names[0]}"
+        )
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise InvalidInputError(f"objective {repeated[0]!r} is named twice")
+    for name in names:
+        if name not in MODEL_OBJECTIVES:
+            check_metric(name, task)
+    return tuple(names)
+
+
+def direction_of(objective: str) -> str:
+    from fermion.tuning.objective import MODEL_OBJECTIVES
+
+    if objective in MODEL_OBJECTIVES or not GREATER_IS_BETTER[objective]:
+        return "minimize"
+    return "maximize"
+
+
 def tune(
     ws: Workspace,
     data: str,
@@ -77,10 +110,11 @@ def tune(
     *,
     trials: int = 40,
     timeout: float | None = None,
-    metric: str | None = None,
+    metric: str | Sequence[str] | None = None,
     jobs: int = 1,
-    sampler: str = "tpe",
-    pruner: str = "median",
+    backend: str = "local",
+    sampler: str | None = None,
+    pruner: str | None = None,
     space: str | None = None,
     study: str | None = None,
     new: bool = False,
@@ -100,6 +134,15 @@ def tune(
 
     The study lives in the metadata database: running the same call again resumes it (a
     different space or objective is refused unless `new`); `jobs` worker processes share it.
+
+    `metric` may name more objectives after the first (`"roc_auc,size_kb"`): the study is then
+    multi-objective (NSGA-II by default, no pruning), its report holds the Pareto front, and
+    the model registered is the front's smallest or fastest within the noise band of the best
+    metric. `sampler` defaults to TPE (NSGA-II with several objectives), `pruner` to median
+    (none with several objectives).
+
+    `backend="ray"` runs the `jobs` workers as Ray tasks (a local Ray instance unless one is
+    running or $RAY_ADDRESS names a cluster) instead of local processes.
     """
     from pathlib import Path
 
@@ -108,7 +151,15 @@ def tune(
     from fermion.tuning.auto import AUTO, MultiFamilySpace, auto_space
     from fermion.tuning.space import SearchSpace, default_space, load_space
 
-    _check_budget(trials, timeout, jobs, folds, patience, sampler, pruner)
+    _check_budget(trials, timeout, jobs, folds, patience)
+    if backend not in BACKENDS:
+        raise InvalidInputError(
+            f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}"
+        )
+    if backend == "ray":
+        from fermion.tuning.ray_workers import require_ray
+
+        require_ray()
     if model == AUTO:
         if space:
             raise InvalidInputError("--space applies to one model family, not to --model auto")
@@ -118,7 +169,9 @@ def tune(
         get_family(model).check_available()
     dataset = ws.datasets.get(data)
     prepared = prepare(ws, dataset, target, task=task, seed=seed)  # records a split if none
-    chosen_metric = check_metric(metric or PRIMARY_METRIC[prepared.task], prepared.task)
+    objectives = parse_objectives(metric, prepared.task)
+    chosen_metric, extra = objectives[0], objectives[1:]
+    sampler, pruner = _search_strategy(sampler, pruner, multi_objective=bool(extra))
     search: SearchSpace | MultiFamilySpace
     if model == AUTO:
         search = auto_space(prepared.task)
@@ -126,9 +179,15 @@ def tune(
         search = load_space(Path(space), model, prepared.task)
     else:
         search = default_space(model, prepared.task)
-    direction = "maximize" if GREATER_IS_BETTER[chosen_metric] else "minimize"
     key = StudyKey(
-        model, dataset.ref, target, chosen_metric, direction, search.fingerprint(), folds, seed
+        model,
+        dataset.ref,
+        target,
+        ",".join(objectives),
+        ",".join(direction_of(name) for name in objectives),
+        search.fingerprint(),
+        folds,
+        seed,
     )
     study_name = study or f"{dataset.name}-{target}-{model}"
     storage = open_storage(ws.settings.resolved_metadata_url)
@@ -139,7 +198,10 @@ def tune(
                 study_name,
                 key,
                 sampler=make_sampler(
-                    sampler, seed, search if isinstance(search, SearchSpace) else None
+                    sampler,
+                    seed,
+                    search if isinstance(search, SearchSpace) else None,
+                    trials=trials,
                 ),
                 pruner=make_pruner(pruner, folds),
                 new=new,
@@ -157,13 +219,14 @@ def tune(
                     "data": dataset.ref,
                     "target": target,
                     "task": prepared.task,
-                    "metric": chosen_metric,
+                    "metric": ",".join(objectives),
                     "study": study_name,
                     "sampler": sampler,
                     "pruner": pruner,
                     "folds": folds,
                     "trials": trials,
                     "jobs": jobs,
+                    "backend": backend,
                     "seed": seed,
                     "space": search.fingerprint()[:16],
                 }
@@ -185,14 +248,18 @@ def tune(
                 deadline=None if timeout is None else time.time() + timeout,
                 parent_run=run.id,
                 experiment=run.experiment,
-                threads=2 if jobs == 1 else 1,
+                threads=2 if jobs == 1 and backend == "local" else 1,
                 patience=patience,
                 text_columns=tuple(text_columns),
+                objectives=extra,
             )
             if progress is not None:
-                progress.stage(f"Tuning {model}: {trials} trials, {folds}-fold CV, {jobs} job(s)")
-            _run(spec, jobs, progress)
-            return _finish(ws, run, prepared, study_name, chosen_metric, storage,
+                progress.stage(
+                    f"Tuning {model}: {trials} trials, {folds}-fold CV, {jobs} job(s)"
+                    + (" on Ray" if backend == "ray" else "")
+                )
+            _run(spec, jobs, backend, progress)
+            return _finish(ws, run, prepared, study_name, objectives, storage,
                            name=name, alias=alias, register=register, seed=seed,
                            progress=progress)  # fmt: skip
     finally:
@@ -205,8 +272,6 @@ def _check_budget(
     jobs: int,
     folds: int,
     patience: int | None,
-    sampler: str,
-    pruner: str,
 ) -> None:
     if trials < 1:
         raise InvalidInputError(f"--trials must be at least 1, not {trials}")
@@ -218,16 +283,42 @@ def _check_budget(
         raise InvalidInputError(f"--folds must be at least 2, not {folds}")
     if patience is not None and patience < 1:
         raise InvalidInputError(f"--patience must be at least 1, not {patience}")
+
+
+def _search_strategy(
+    sampler: str | None, pruner: str | None, *, multi_objective: bool
+) -> tuple[str, str]:
+    """The sampler and pruner, defaulted by the number of objectives and checked against it."""
+    sampler = sampler or ("nsga2" if multi_objective else "tpe")
+    pruner = pruner or ("none" if multi_objective else "median")
     if sampler not in SAMPLERS:
         raise InvalidInputError(
             f"unknown sampler {sampler!r}; choose one of: {', '.join(SAMPLERS)}"
         )
     if pruner not in PRUNERS:
         raise InvalidInputError(f"unknown pruner {pruner!r}; choose one of: {', '.join(PRUNERS)}")
+    if multi_objective and sampler == "cmaes":
+        raise InvalidInputError("the cmaes sampler tunes one objective; use nsga2, tpe or random")
+    if multi_objective and pruner != "none":
+        raise InvalidInputError(
+            f"the {pruner} pruner needs one objective: Optuna cannot prune a multi-objective "
+            "study; use --pruner none"
+        )
+    return sampler, pruner
 
 
-def _run(spec: WorkerSpec, jobs: int, progress: TuneProgress | None) -> None:
-    """Trials in this process (`jobs == 1`) or in `jobs` spawned worker processes."""
+def _run(spec: WorkerSpec, jobs: int, backend: str, progress: TuneProgress | None) -> None:
+    """Trials in this process (`jobs == 1`), in `jobs` spawned worker processes, or in `jobs`
+    Ray tasks."""
+    if backend == "ray":
+        from fermion.tuning.ray_workers import run_on_ray
+
+        watcher = _Reporter(spec, progress)
+        try:
+            run_on_ray(spec, jobs, watcher.poll)
+        finally:
+            watcher.close()
+        return
     if jobs == 1:
         run_trials(spec, [_Reporter(spec, progress)] if progress is not None else [])
         return
@@ -295,8 +386,8 @@ class _Reporter:
         complete = [t for t in trials if t.state == TrialState.COMPLETE]
         best = None
         if complete:
-            values = [t.value for t in complete if t.value is not None]
-            maximize = study.direction.name == "MAXIMIZE"
+            values = [t.values[0] for t in complete if t.values]  # the metric
+            maximize = study.directions[0].name == "MAXIMIZE"
             best = max(values) if maximize else min(values)
         self._progress.trials(
             finished_trials(study),
@@ -321,7 +412,7 @@ def _finish(
     run: Any,
     prepared: Any,
     study_name: str,
-    metric: str,
+    objectives: tuple[str, ...],
     storage: Any,
     *,
     name: str | None,
@@ -338,20 +429,28 @@ def _finish(
     from fermion.training.progress import Silent
     from fermion.training.trainer import Prepared, evaluate_and_register, fit_family
     from fermion.tuning.objective import ROUND_PARAMS
-    from fermion.tuning.report import history_plot, importance_plot, study_report
+    from fermion.tuning.report import history_plot, importance_plot, pareto_plot, study_report
 
+    metric, extra = objectives[0], objectives[1:]
     with quiet_optuna():
         study = optuna.load_study(study_name=study_name, storage=storage)
-        report = study_report(study, metric)
+        report = study_report(study, metric, extra)
     if "best" not in report:
         raise FermionError(f"no trial of study {study_name!r} completed; see its failed runs")
     best = report["best"]
     run.log_metrics({f"cv_{metric}": best["value"], f"cv_{metric}_band": report["noise_band"]})
+    if extra:
+        run.log_metrics({f"cv_{name}": best["values"][name] for name in extra})
+        run.log_metric("pareto_front_size", len(report["pareto_front"]))
     scratch = ws.scratch_dir / f"tune-{uuid.uuid4().hex}"
     try:
         plots = [history_plot(study, metric, scratch / "optimization_history.png")]
         importance = importance_plot(study, scratch / "param_importance.png")
         plots += [importance] if importance is not None else []
+        if extra:
+            plots.append(
+                pareto_plot(study, metric, extra[0], best["trial"], scratch / "pareto_front.png")
+            )
         logged = [a.path for a in run.log_artifacts(scratch, "tuning")]
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

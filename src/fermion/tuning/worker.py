@@ -7,6 +7,8 @@ run `fermion tune` against one PostgreSQL URL.
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,12 +17,15 @@ from typing import TYPE_CHECKING, Any
 
 from fermion.tuning.objective import CrossValidation, Pruned, Reporter
 from fermion.tuning.study import (
+    RESULT_ATTR,
+    SETUP_ATTR,
     TrialReporter,
     close_storage,
     make_pruner,
     make_sampler,
     open_storage,
     quiet_optuna,
+    trial_facts,
 )
 
 if TYPE_CHECKING:
@@ -28,6 +33,8 @@ if TYPE_CHECKING:
 
     from fermion.workspace import Workspace
 
+# Which process ran a trial: host and process id.
+WORKER = f"{socket.gethostname()}:{os.getpid()}"
 TrialCallback = Callable[["optuna.Study", "optuna.trial.FrozenTrial"], None]
 
 
@@ -54,6 +61,7 @@ class WorkerSpec:
     threads: int
     patience: int | None = None
     text_columns: tuple[str, ...] = field(default_factory=tuple)
+    objectives: tuple[str, ...] = ()  # traded off against `metric` (a multi-objective study)
 
 
 def finished_trials(study: optuna.Study) -> int:
@@ -64,7 +72,9 @@ def finished_trials(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=states))
 
 
-def build_objective(ws: Workspace, spec: WorkerSpec) -> Callable[[optuna.Trial], float]:
+def build_objective(
+    ws: Workspace, spec: WorkerSpec
+) -> Callable[[optuna.Trial], float | tuple[float, ...]]:
     """Encode the folds once and return the objective that fits and scores one trial."""
     import polars as pl
 
@@ -93,6 +103,7 @@ def build_objective(ws: Workspace, spec: WorkerSpec) -> Callable[[optuna.Trial],
                 seed=spec.seed,
                 text_columns=spec.text_columns,
                 threads=spec.threads,
+                objectives=spec.objectives,
             )
         return folds[name]
 
@@ -108,7 +119,7 @@ def build_objective(ws: Workspace, spec: WorkerSpec) -> Callable[[optuna.Trial],
             return Reporter()
         return TrialReporter(trial, folds_only=folds_only)
 
-    def objective(trial: optuna.Trial) -> float:
+    def objective(trial: optuna.Trial) -> float | tuple[float, ...]:
         import optuna
 
         if multi is not None:
@@ -118,8 +129,6 @@ def build_objective(ws: Workspace, spec: WorkerSpec) -> Callable[[optuna.Trial],
             family_name, sampled = spec.family, single.suggest(trial)
         cv = cross_validation(family_name)
         params = cv.family.coerce_params(prepared.task, sampled)
-        trial.set_user_attr("family", family_name)
-        trial.set_user_attr("params", sampled)  # with the fixed ones, which Optuna does not keep
         pruned: Pruned | None = None
         with ws.runs.start(
             f"trial-{trial.number}",
@@ -127,7 +136,12 @@ def build_objective(ws: Workspace, spec: WorkerSpec) -> Callable[[optuna.Trial],
             parent=spec.parent_run,
             environment={"study_run": spec.parent_run},
         ) as run:
-            trial.set_user_attr("run_id", run.id)  # also for a trial that fails or dies
+            # Written before the folds, so a trial that fails or dies still names its run; the
+            # params include the fixed ones, which Optuna does not keep.
+            trial.set_user_attr(
+                SETUP_ATTR,
+                {"family": family_name, "params": sampled, "run_id": run.id, "worker": WORKER},
+            )
             run.log_params({"trial": trial.number, "model": family_name, **sampled})
             try:
                 result = cv.evaluate(params, reporter(trial))
@@ -138,14 +152,24 @@ def build_objective(ws: Workspace, spec: WorkerSpec) -> Callable[[optuna.Trial],
                 trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
                 raise
             else:
-                run.log_metrics({spec.metric: result.mean, f"{spec.metric}_std": result.std})
+                run.log_metrics(
+                    {spec.metric: result.mean, f"{spec.metric}_std": result.std} | result.objectives
+                )
                 for index, score in enumerate(result.fold_scores):
                     run.log_metric(f"fold_{spec.metric}", score, step=index)
-                trial.set_user_attr("fold_scores", result.fold_scores)
-                trial.set_user_attr("rounds", result.rounds)
-                trial.set_user_attr("fit_seconds", result.fit_seconds)
+                trial.set_user_attr(
+                    RESULT_ATTR,
+                    {
+                        "fold_scores": result.fold_scores,
+                        "rounds": result.rounds,
+                        "fit_seconds": result.fit_seconds,
+                        "objectives": result.objectives,
+                    },
+                )
         if pruned is not None:
             raise optuna.TrialPruned(str(pruned))
+        if spec.objectives:
+            return (result.mean, *(result.objectives[name] for name in spec.objectives))
         return result.mean
 
     return objective
@@ -176,7 +200,7 @@ def run_trials(
             study = optuna.load_study(
                 study_name=spec.study,
                 storage=storage,
-                sampler=make_sampler(spec.sampler, spec.seed + worker, space),
+                sampler=make_sampler(spec.sampler, spec.seed + worker, space, trials=spec.trials),
                 pruner=make_pruner(spec.pruner, spec.folds),
             )
             every: list[TrialCallback] = [
@@ -207,7 +231,7 @@ class _EndStaleRun:
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         from fermion.entities import RunStatus
 
-        run_id = trial.user_attrs.get("run_id")
+        run_id = trial_facts(trial).get("run_id")
         if isinstance(run_id, int) and self._ws.runs.get(run_id).status == RunStatus.RUNNING:
             self._ws.runs.store.end_run(
                 run_id, RunStatus.FAILED, "its tuning worker stopped (no heartbeat)"

@@ -1,0 +1,96 @@
+"""`--backend ray`: the same worker loop as `--jobs N`, run as N Ray tasks of one CPU each.
+
+Workers share the study through the metadata database, as local worker processes do, so Ray
+only places them: on this machine (a local Ray instance is started when none is running and
+$RAY_ADDRESS names none) or across a cluster, where every node must open the same workspace
+(a team workspace: PostgreSQL metadata and S3 artifacts, its folder at the same path).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from fermion.errors import FermionError, MissingDependencyError, first_line
+from fermion.settings import ENV_PREFIX
+from fermion.tuning.worker import WorkerSpec, run_worker_process
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+POLL_S = 0.5
+
+
+def run_on_ray(spec: WorkerSpec, jobs: int, poll: Callable[[], None]) -> None:
+    """Run `jobs` Ray tasks of the worker loop and wait for them; `poll` runs between checks.
+
+    A Ray instance started here is shut down at the end; one already running (`ray.init` in
+    the caller, or $RAY_ADDRESS) is left as it was. Interrupting cancels the tasks.
+    """
+    ray = _import_ray()
+    started_here = not ray.is_initialized()
+    if started_here:
+        _start(ray)
+    try:
+        task = ray.remote(num_cpus=1, max_retries=0)(run_worker_process)
+        env = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX)}
+        if env:  # the workers read the same settings overrides as this process
+            task = task.options(runtime_env={"env_vars": env})
+        pending = [task.remote(spec, index + 1) for index in range(jobs)]
+        refs = list(pending)
+        try:
+            while pending:
+                _, pending = ray.wait(pending, num_returns=len(pending), timeout=POLL_S)
+                poll()
+        except BaseException:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+            raise
+        errors = _errors(ray, refs)
+        if len(errors) == len(refs):
+            raise FermionError(f"every Ray tuning worker failed: {errors[0]}")
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def require_ray() -> None:
+    """Fail before any work is done when Ray is not installed."""
+    _import_ray()
+
+
+def _import_ray() -> ModuleType:
+    try:
+        import ray
+    except ImportError as exc:
+        raise MissingDependencyError("--backend ray needs Ray: pip install 'fermion[ray]'") from exc
+    return ray
+
+
+def _start(ray: Any) -> None:
+    """Connect to $RAY_ADDRESS, or start a local instance without its dashboard."""
+    address = os.environ.get("RAY_ADDRESS") or None
+    try:
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level="ERROR",
+            configure_logging=False,
+        )
+    except Exception as exc:
+        where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+        raise FermionError(f"cannot start {where}: {first_line(exc)}") from exc
+
+
+def _errors(ray: Any, refs: list[Any]) -> list[str]:
+    """One line for each task that raised (a worker's own trials fail without raising)."""
+    errors = []
+    for ref in refs:
+        try:
+            ray.get(ref)
+        except Exception as exc:
+            cause = getattr(exc, "cause", None) or exc
+            errors.append(f"{type(cause).__name__}: {first_line(cause)}")
+    return errors
