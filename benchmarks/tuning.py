@@ -334,7 +334,7 @@ class ReportTimer:
         self.seconds: dict[int, float] = {}
 
     def __enter__(self) -> ReportTimer:
-        from fermion.tuning.study import TrialReporter
+        from fermion.tuning.pruning import TrialReporter
 
         self._saved = (TrialReporter.report, TrialReporter.should_prune)
         TrialReporter.report = self._timed(TrialReporter.report)  # type: ignore[method-assign]
@@ -344,7 +344,7 @@ class ReportTimer:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        from fermion.tuning.study import TrialReporter
+        from fermion.tuning.pruning import TrialReporter
 
         TrialReporter.report, TrialReporter.should_prune = self._saved  # type: ignore[method-assign]
 

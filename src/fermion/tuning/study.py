@@ -15,7 +15,6 @@ from fermion.errors import (
     StorageError,
     first_line,
 )
-from fermion.tuning.objective import FOLD_STEP, Reporter
 
 if TYPE_CHECKING:
     import optuna
@@ -23,9 +22,6 @@ if TYPE_CHECKING:
     from fermion.tuning.space import SearchSpace
 
 SAMPLERS = ("tpe", "random", "cmaes", "grid", "nsga2")
-PRUNERS = ("median", "hyperband", "none")
-# Boosting rounds are judged from this round on (a slow learning rate starts badly).
-ROUND_WARMUP = 32
 # A worker that stops beating for this long is dead: its trial fails and is retried once.
 HEARTBEAT_S = 10
 GRACE_S = 30
@@ -115,14 +111,23 @@ def close_storage(storage: optuna.storages.RDBStorage) -> None:
 
 
 def make_sampler(
-    name: str, seed: int, space: SearchSpace | None, *, trials: int = 40
+    name: str,
+    seed: int,
+    space: SearchSpace | None,
+    *,
+    trials: int = 40,
+    parallel: bool = False,
 ) -> optuna.samplers.BaseSampler:
     """`space` is needed by the grid sampler only (None for a study across families); `trials`
-    sizes NSGA-II's generations, so that a study of `trials` sees several of them."""
+    sizes NSGA-II's generations, so that a study of `trials` sees several of them.
+
+    With `parallel` workers, TPE treats running trials as bad ones (the constant liar) so that
+    workers do not all try the same region; that makes it read the study at every sample, so a
+    lone worker does without."""
     import optuna
 
     if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=parallel)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "cmaes":
@@ -178,18 +183,6 @@ def grid_of(space: SearchSpace, points: int = 4) -> dict[str, list[Any]]:
     return grid
 
 
-def make_pruner(name: str, folds: int) -> optuna.pruners.BasePruner:
-    import optuna
-
-    if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=ROUND_WARMUP)
-    if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=folds)
-    if name == "none":
-        return optuna.pruners.NopPruner()
-    raise InvalidInputError(f"unknown pruner {name!r}; choose one of: {', '.join(PRUNERS)}")
-
-
 def open_study(
     storage: optuna.storages.RDBStorage,
     name: str,
@@ -237,41 +230,6 @@ def _difference(stored: Any, wanted: dict[str, Any]) -> str:
         return "something else (not a Fermion study)"
     changed = [k for k in wanted if stored.get(k) != wanted[k]]
     return ", ".join(f"{k}={stored.get(k)!r} (now {wanted[k]!r})" for k in changed)
-
-
-class TrialReporter(Reporter):
-    """Intermediate values to an Optuna trial; with Hyperband only the folds (its resource).
-
-    Each report is a database write and each pruning check reads every trial's values, so few
-    are made: boosting rounds at powers of two from the pruner's warm-up (32, 64, 128, ...),
-    and for the median pruner the running mean from the second fold on (one fold's score
-    alone is too noisy to stop a trial on). The pruner is asked only right after a report.
-    """
-
-    def __init__(self, trial: optuna.Trial, *, folds_only: bool) -> None:
-        self._trial = trial
-        self._folds_only = folds_only
-        self._fresh = False
-
-    def report(self, value: float, step: int) -> None:
-        if step >= FOLD_STEP:
-            fold = step - FOLD_STEP
-            if self._folds_only:
-                self._trial.report(value, fold + 1)
-            elif fold >= 1:
-                self._trial.report(value, step)
-            else:
-                return
-            self._fresh = True
-        elif not self._folds_only and step >= ROUND_WARMUP and step & (step - 1) == 0:
-            self._trial.report(value, step)
-            self._fresh = True
-
-    def should_prune(self) -> bool:
-        if not self._fresh:
-            return False
-        self._fresh = False
-        return self._trial.should_prune()
 
 
 def trial_facts(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:

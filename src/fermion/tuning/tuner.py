@@ -12,12 +12,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from fermion.errors import FermionError, InvalidInputError
 from fermion.training.metrics import GREATER_IS_BETTER, PRIMARY_METRIC, Task
+from fermion.tuning.pruning import PRUNERS, make_pruner
 from fermion.tuning.study import (
-    PRUNERS,
     SAMPLERS,
     StudyKey,
     close_storage,
-    make_pruner,
     make_sampler,
     open_storage,
     open_study,

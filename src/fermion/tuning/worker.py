@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fermion.tuning.objective import CrossValidation, Pruned, Reporter
+from fermion.tuning.pruning import TrialReporter, make_pruner
 from fermion.tuning.study import (
     RESULT_ATTR,
     SETUP_ATTR,
-    TrialReporter,
     close_storage,
-    make_pruner,
     make_sampler,
     open_storage,
     quiet_optuna,
@@ -200,7 +199,9 @@ def run_trials(
             study = optuna.load_study(
                 study_name=spec.study,
                 storage=storage,
-                sampler=make_sampler(spec.sampler, spec.seed + worker, space, trials=spec.trials),
+                sampler=make_sampler(
+                    spec.sampler, spec.seed + worker, space, trials=spec.trials, parallel=worker > 0
+                ),
                 pruner=make_pruner(spec.pruner, spec.folds),
             )
             every: list[TrialCallback] = [

@@ -1,0 +1,109 @@
+"""Pruning: which intermediate values a trial writes, and how the pruners judge them.
+
+A trial reports two kinds of values (see `objective.FOLD_STEP`): the first fold's validation
+loss at some boosting rounds or epochs, and its running mean score after each fold. They do
+not mean the same thing, so they are not judged the same way:
+
+- fold means are comparable across trials (the same rows, the same metric): the median
+  pruner stops a trial whose running mean is below the median of the others' at that fold;
+- a loss at round 64 is not: a trial with a small learning rate is behind early and often
+  ahead at the end. At rounds, only a trial in the worst tenth is stopped (one that is
+  hopeless, not one that is slow).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import optuna
+
+from fermion.errors import InvalidInputError
+from fermion.tuning.objective import FOLD_STEP, Reporter
+
+if TYPE_CHECKING:
+    from optuna.trial import FrozenTrial
+
+PRUNERS = ("median", "hyperband", "none")
+# Rounds are reported at powers of two from here (a slow learning rate starts badly).
+ROUND_WARMUP = 32
+# A trial is stopped when it is behind this share of the complete trials at the same step.
+FOLD_QUANTILE = 0.5  # the median
+ROUND_QUANTILE = 0.9  # behind nine in ten: the worst tenth
+
+
+class FoldsAndRoundsPruner(optuna.pruners.BasePruner):
+    """The median rule on fold means; the worst-tenth rule on boosting rounds or epochs.
+
+    Each rule compares the trial's value at its last step with the complete trials' values at
+    that same step, and judges nothing until `n_startup_trials` of them reached it. (Optuna's
+    percentile pruners would compare the best value over all steps, mixing losses at rounds
+    with scores at folds.)
+    """
+
+    def __init__(self, n_startup_trials: int = 5) -> None:
+        self._n_startup_trials = n_startup_trials
+
+    def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+        import numpy as np
+        from optuna.study import StudyDirection
+        from optuna.trial import TrialState
+
+        step = trial.last_step
+        if step is None or step < ROUND_WARMUP:
+            return False
+        value = trial.intermediate_values[step]
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        others = [t.intermediate_values[step] for t in complete if step in t.intermediate_values]
+        if len(others) < self._n_startup_trials:
+            return False
+        if not np.isfinite(value):  # a diverged fit
+            return True
+        behind = FOLD_QUANTILE if step >= FOLD_STEP else ROUND_QUANTILE
+        if study.direction == StudyDirection.MAXIMIZE:
+            return bool(value < np.quantile(others, 1.0 - behind))
+        return bool(value > np.quantile(others, behind))
+
+
+def make_pruner(name: str, folds: int) -> optuna.pruners.BasePruner:
+    if name == "median":
+        return FoldsAndRoundsPruner()
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=folds)
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise InvalidInputError(f"unknown pruner {name!r}; choose one of: {', '.join(PRUNERS)}")
+
+
+class TrialReporter(Reporter):
+    """Intermediate values to an Optuna trial; with Hyperband only the folds (its resource).
+
+    Each report is a database write and each pruning check reads every trial's values, so few
+    are made: rounds at powers of two from `ROUND_WARMUP` (32, 64, 128, ...), and for the
+    median pruner the running mean from the second fold on (one fold's score alone is too
+    noisy to stop a trial on). The pruner is asked only right after a report.
+    """
+
+    def __init__(self, trial: optuna.Trial, *, folds_only: bool) -> None:
+        self._trial = trial
+        self._folds_only = folds_only
+        self._fresh = False
+
+    def report(self, value: float, step: int) -> None:
+        if step >= FOLD_STEP:
+            fold = step - FOLD_STEP
+            if self._folds_only:
+                self._trial.report(value, fold + 1)
+            elif fold >= 1:
+                self._trial.report(value, step)
+            else:
+                return
+            self._fresh = True
+        elif not self._folds_only and step >= ROUND_WARMUP and step & (step - 1) == 0:
+            self._trial.report(value, step)
+            self._fresh = True
+
+    def should_prune(self) -> bool:
+        if not self._fresh:
+            return False
+        self._fresh = False
+        return self._trial.should_prune()

@@ -1,0 +1,81 @@
+"""The pruning rules (median on folds, worst tenth on rounds) and what a trial reports."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from fermion.tuning.objective import FOLD_STEP
+from fermion.tuning.pruning import FoldsAndRoundsPruner, TrialReporter
+
+FOLD_2 = FOLD_STEP + 1  # the running mean after the second fold
+
+
+def _study(direction: str, step: int, values: list[float]) -> optuna.Study:
+    """An in-memory study whose complete trials reported `values` at `step`."""
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(direction=direction, pruner=FoldsAndRoundsPruner())
+    for value in values:
+        trial = study.ask()
+        trial.report(value, step)
+        study.tell(trial, value)
+    return study
+
+
+def _pruned(study: optuna.Study, step: int, value: float) -> bool:
+    trial = study.ask()
+    trial.report(value, step)
+    return trial.should_prune()
+
+
+def test_folds_are_judged_against_the_median() -> None:
+    study = _study("maximize", FOLD_2, [0.80, 0.82, 0.84, 0.86, 0.88])
+    assert _pruned(study, FOLD_2, 0.83)
+    assert not _pruned(study, FOLD_2, 0.85)
+
+
+def test_rounds_stop_only_the_worst_tenth() -> None:
+    losses = [-0.70 + 0.03 * i for i in range(11)]  # -(loss): -0.70 .. -0.40
+    study = _study("maximize", 64, losses)
+    assert not _pruned(study, 64, -0.60)  # behind the median, but not hopeless
+    assert _pruned(study, 64, -0.69)
+
+
+def test_minimised_metrics_mirror_the_rules() -> None:
+    study = _study("minimize", FOLD_2, [1.0, 1.1, 1.2, 1.3, 1.4])
+    assert _pruned(study, FOLD_2, 1.25)
+    assert not _pruned(study, FOLD_2, 1.15)
+
+
+def test_nothing_is_judged_before_five_trials_reached_the_step() -> None:
+    study = _study("maximize", FOLD_2, [0.80, 0.82, 0.84, 0.86])
+    assert not _pruned(study, FOLD_2, 0.10)
+    assert not _pruned(study, FOLD_STEP + 2, 0.10)  # no complete trial reported that fold
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.steps: list[int] = []
+
+    def report(self, value: float, step: int) -> None:
+        self.steps.append(step)
+
+    def should_prune(self) -> bool:
+        return False
+
+
+@pytest.mark.parametrize(
+    ("folds_only", "expected"),
+    [
+        (False, [32, 64, 128, FOLD_STEP + 1, FOLD_STEP + 2]),  # median: rounds, folds from 2nd
+        (True, [1, 2, 3]),  # hyperband: the folds are its resource
+    ],
+)
+def test_a_trial_reports_sparse_rounds_and_its_folds(folds_only: bool, expected: list[int]) -> None:
+    recorder = _Recorder()
+    reporter = TrialReporter(recorder, folds_only=folds_only)  # type: ignore[arg-type]
+    for step in range(200):
+        reporter.report(0.5, step)
+    for fold in range(3):
+        reporter.report(0.8, FOLD_STEP + fold)
+    assert recorder.steps == expected
