@@ -5,7 +5,8 @@ loss at some boosting rounds or epochs, and its running mean score after each fo
 not mean the same thing, so they are not judged the same way:
 
 - fold means are comparable across trials (the same rows, the same metric): the median
-  pruner stops a trial whose running mean is below the median of the others' at that fold;
+  pruner stops a trial whose running mean is below the median of the others' at that fold
+  by more than the noise of the folds still to come;
 - a loss at round 64 is not: a trial with a small learning rate is behind early and often
   ahead at the end. At rounds, only a trial in the worst tenth is stopped (one that is
   hopeless, not one that is slow).
@@ -26,18 +27,23 @@ if TYPE_CHECKING:
 PRUNERS = ("median", "hyperband", "none")
 # Rounds are reported at powers of two from here (a slow learning rate starts badly).
 ROUND_WARMUP = 32
-# A trial is stopped when it is behind this share of the complete trials at the same step.
-FOLD_QUANTILE = 0.5  # the median
+# At a round, a trial is stopped when it is behind this share of the complete trials.
 ROUND_QUANTILE = 0.9  # behind nine in ten: the worst tenth
 
 
 class FoldsAndRoundsPruner(optuna.pruners.BasePruner):
-    """The median rule on fold means; the worst-tenth rule on boosting rounds or epochs.
+    """The median rule on fold means, minus the noise; the worst-tenth rule on rounds.
 
     Each rule compares the trial's value at its last step with the complete trials' values at
     that same step, and judges nothing until `n_startup_trials` of them reached it. (Optuna's
-    percentile pruners would compare the best value over all steps, mixing losses at rounds
-    with scores at folds.)
+    percentile pruners take a trial's best value over all steps, mixing losses at rounds with
+    scores at folds.)
+
+    At a fold, a trial stops when it is behind the median by more than the remaining folds
+    typically move a running mean: the median distance, over the complete trials, between
+    their running mean at that fold and their final score. Without that margin, once the
+    sampler proposes trials as good as each other, the median rule stops half of them on the
+    noise of two folds.
     """
 
     def __init__(self, n_startup_trials: int = 5) -> None:
@@ -52,16 +58,24 @@ class FoldsAndRoundsPruner(optuna.pruners.BasePruner):
         if step is None or step < ROUND_WARMUP:
             return False
         value = trial.intermediate_values[step]
-        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        others = [t.intermediate_values[step] for t in complete if step in t.intermediate_values]
-        if len(others) < self._n_startup_trials:
+        complete = [
+            t
+            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if step in t.intermediate_values and t.value is not None
+        ]
+        if len(complete) < self._n_startup_trials:
             return False
         if not np.isfinite(value):  # a diverged fit
             return True
-        behind = FOLD_QUANTILE if step >= FOLD_STEP else ROUND_QUANTILE
-        if study.direction == StudyDirection.MAXIMIZE:
-            return bool(value < np.quantile(others, 1.0 - behind))
-        return bool(value > np.quantile(others, behind))
+        sign = 1.0 if study.direction == StudyDirection.MAXIMIZE else -1.0
+        # In "greater is better" terms from here on.
+        ahead = sign * value
+        others = np.array([sign * t.intermediate_values[step] for t in complete])
+        if step < FOLD_STEP:
+            return bool(ahead < np.quantile(others, 1.0 - ROUND_QUANTILE))
+        finals = np.array([sign * float(t.value) for t in complete])  # type: ignore[arg-type]
+        margin = float(np.median(np.abs(finals - others)))
+        return bool(ahead < np.median(others) - margin)
 
 
 def make_pruner(name: str, folds: int) -> optuna.pruners.BasePruner:

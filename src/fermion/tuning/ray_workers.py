@@ -22,8 +22,9 @@ if TYPE_CHECKING:
 POLL_S = 0.5
 
 
-def run_on_ray(spec: WorkerSpec, jobs: int, poll: Callable[[], None]) -> None:
+def run_on_ray(spec: WorkerSpec, jobs: int, poll: Callable[[], None]) -> list[str]:
     """Run `jobs` Ray tasks of the worker loop and wait for them; `poll` runs between checks.
+    Returns one line for each task that failed, if some did not.
 
     A Ray instance started here is shut down at the end; one already running (`ray.init` in
     the caller, or $RAY_ADDRESS) is left as it was. Interrupting cancels the tasks.
@@ -50,6 +51,7 @@ def run_on_ray(spec: WorkerSpec, jobs: int, poll: Callable[[], None]) -> None:
         errors = _errors(ray, refs)
         if len(errors) == len(refs):
             raise FermionError(f"every Ray tuning worker failed: {errors[0]}")
+        return errors
     finally:
         if started_here:
             ray.shutdown()

@@ -63,12 +63,17 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
     import optuna
     from optuna.storages import RetryHeartbeatStaleTrialCallback
 
+    from fermion.tuning.rdb import BatchedParamsStorage, batched_params_supported
+
+    storage_class = (
+        BatchedParamsStorage if batched_params_supported() else optuna.storages.RDBStorage
+    )
     engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if url.startswith("sqlite"):
         engine_kwargs = {"connect_args": {"timeout": 60}}
     try:
         with quiet_optuna():
-            storage = optuna.storages.RDBStorage(
+            storage = storage_class(
                 url,
                 engine_kwargs=engine_kwargs,
                 heartbeat_interval=HEARTBEAT_S,

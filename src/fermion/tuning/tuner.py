@@ -257,7 +257,9 @@ def tune(
                     f"Tuning {model}: {trials} trials, {folds}-fold CV, {jobs} job(s)"
                     + (" on Ray" if backend == "ray" else "")
                 )
-            _run(spec, jobs, backend, progress)
+            worker_errors = _run(spec, jobs, backend, progress)
+            if worker_errors:
+                run.set_tag("worker_errors", "; ".join(worker_errors))
             return _finish(ws, run, prepared, study_name, objectives, storage,
                            name=name, alias=alias, register=register, seed=seed,
                            progress=progress)  # fmt: skip
@@ -306,31 +308,35 @@ def _search_strategy(
     return sampler, pruner
 
 
-def _run(spec: WorkerSpec, jobs: int, backend: str, progress: TuneProgress | None) -> None:
-    """Trials in this process (`jobs == 1`), in `jobs` spawned worker processes, or in `jobs`
-    Ray tasks."""
+def _run(spec: WorkerSpec, jobs: int, backend: str, progress: TuneProgress | None) -> list[str]:
+    """Trials in this process and `jobs - 1` spawned worker processes, or in `jobs` Ray tasks.
+
+    This process is worker 1: it starts trials while the others are still importing, and
+    already holds the data. Returns one line for each worker that failed (the study's trials
+    are complete all the same: the others took over its share)."""
     if backend == "ray":
         from fermion.tuning.ray_workers import run_on_ray
 
         watcher = _Reporter(spec, progress)
         try:
-            run_on_ray(spec, jobs, watcher.poll)
+            return run_on_ray(spec, jobs, watcher.poll)
         finally:
             watcher.close()
-        return
+    callbacks = [_Reporter(spec, progress)] if progress is not None else []
     if jobs == 1:
-        run_trials(spec, [_Reporter(spec, progress)] if progress is not None else [])
-        return
+        run_trials(spec, callbacks)
+        return []
     context = multiprocessing.get_context("spawn")
     workers = [
-        context.Process(target=run_worker_process, args=(spec, index + 1), daemon=True)
-        for index in range(jobs)
+        context.Process(target=run_worker_process, args=(spec, number), daemon=True)
+        for number in range(2, jobs + 1)
     ]
     for worker in workers:
         worker.start()
     watcher = _Reporter(spec, progress)
     try:
-        while any(worker.is_alive() for worker in workers):
+        run_trials(spec, callbacks, worker=1)
+        while any(worker.is_alive() for worker in workers):  # each finishes its last trial
             for worker in workers:
                 worker.join(timeout=0.5)
             watcher.poll()
@@ -340,9 +346,11 @@ def _run(spec: WorkerSpec, jobs: int, backend: str, progress: TuneProgress | Non
         raise
     finally:
         watcher.close()
-    failed = [w.exitcode for w in workers if w.exitcode not in (0, None)]
-    if len(failed) == len(workers):
-        raise FermionError(f"every tuning worker exited with an error (exit codes {failed})")
+    return [
+        f"worker {number} exited with code {w.exitcode}"
+        for number, w in enumerate(workers, start=2)
+        if w.exitcode not in (0, None)
+    ]
 
 
 class _Reporter:

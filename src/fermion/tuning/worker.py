@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -175,7 +175,7 @@ def build_objective(
 
 
 def run_trials(
-    spec: WorkerSpec, callbacks: list[TrialCallback] | None = None, *, worker: int = 0
+    spec: WorkerSpec, callbacks: Sequence[TrialCallback] = (), *, worker: int = 0
 ) -> None:
     """Run trials of `spec.study` until it holds `spec.trials` finished ones, the deadline
     passes or patience runs out. A trial that raises is recorded as failed; the study goes on."""
@@ -208,7 +208,7 @@ def run_trials(
                 MaxTrialsCallback(
                     spec.trials, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
                 ),
-                *(callbacks or []),
+                *callbacks,
             ]
             if spec.patience:
                 every.append(Patience(spec.patience))
