@@ -8,6 +8,7 @@ $RAY_ADDRESS names none) or across a cluster, where every node must open the sam
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -73,6 +74,9 @@ def _import_ray() -> ModuleType:
 def _start(ray: Any) -> None:
     """Connect to $RAY_ADDRESS, or start a local instance without its dashboard."""
     address = os.environ.get("RAY_ADDRESS") or None
+    # Ray logs its start-up notes as warnings (e.g. that a new local instance uses token
+    # authentication); a Fermion user sees errors only.
+    logging.getLogger("ray").setLevel(logging.ERROR)
     try:
         ray.init(
             address=address,
