@@ -11,7 +11,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from fermion.errors import MissingDependencyError
+from fermion.errors import FermionError, MissingDependencyError
 from fermion.tuning.study import trial_facts
 from fermion.tuning.tuner import tune
 from fermion.workspace import Workspace
@@ -19,7 +19,7 @@ from fermion.workspace import Workspace
 StoredStudy = Callable[[Workspace, str], optuna.Study]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def local_ray() -> Iterator[None]:
     ray = pytest.importorskip("ray")
     ray.init(
@@ -74,6 +74,30 @@ def test_ray_missing_is_one_clear_error(
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
 
     with pytest.raises(MissingDependencyError, match=r"pip install 'fermion\[ray\]'"):
+        tune(sqlite_ws, "credit", "status", trials=2, backend="ray")
+
+    assert sqlite_ws.runs.list() == []  # refused before any run was started
+
+
+@pytest.mark.parametrize(
+    ("address", "message"),
+    [
+        ("127.0.0.1:1", "cannot reach the Ray cluster at 127.0.0.1:1"),
+        ("head-node", "RAY_ADDRESS must be host:port or ray://host:port, not 'head-node'"),
+    ],
+)
+def test_a_ray_cluster_that_does_not_answer_is_one_clear_error(
+    sqlite_ws: Workspace,
+    add_credit: Callable[..., str],
+    monkeypatch: pytest.MonkeyPatch,
+    address: str,
+    message: str,
+) -> None:
+    pytest.importorskip("ray")
+    add_credit(sqlite_ws)
+    monkeypatch.setenv("RAY_ADDRESS", address)
+
+    with pytest.raises(FermionError, match=message):
         tune(sqlite_ws, "credit", "status", trials=2, backend="ray")
 
     assert sqlite_ws.runs.list() == []  # refused before any run was started

@@ -110,7 +110,8 @@ def test_tune_searches_reports_and_registers_the_best_model(
     best = report["best"]
     assert best["trial"] == study.best_trial.number
     assert best["value"] == pytest.approx(study.best_value) == pytest.approx(result.best_value)
-    assert report["noise_band"] == pytest.approx(np.std(best["fold_scores"]))
+    folds = len(best["fold_scores"])
+    assert report["noise_band"] == pytest.approx(np.std(best["fold_scores"]) / np.sqrt(folds))
     assert report["noise_band"] > 0
     assert isinstance(report["advice"], str) and report["advice"]
     assert ws.runs.get(best["run_id"]).parent_id == result.run_id

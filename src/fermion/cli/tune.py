@@ -166,8 +166,8 @@ def tune(
     )
     out.print(
         f"best {report['metric']} (cross-validated): {fmt(result.best_value)} "
-        f"± {fmt(report['noise_band'])} across folds, trial {report['best']['trial']} "
-        f"({report['best']['family']})"
+        f"± {fmt(report['noise_band'])} (standard error over folds), "
+        f"trial {report['best']['trial']} ({report['best']['family']})"
     )
     out.print(report["advice"])
     if "pareto_front" in report:

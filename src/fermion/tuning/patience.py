@@ -9,13 +9,14 @@ if TYPE_CHECKING:
 
 
 def noise_band(trial: optuna.trial.FrozenTrial) -> float:
-    """The spread of a trial's score across CV folds: differences smaller than this are noise."""
+    """The standard error of a trial's CV score (fold spread / sqrt(folds)): differences
+    smaller than this are noise."""
     import numpy as np
 
     from fermion.tuning.study import trial_facts
 
     scores = trial_facts(trial).get("fold_scores") or []
-    return float(np.std(scores)) if len(scores) > 1 else 0.0
+    return float(np.std(scores) / np.sqrt(len(scores))) if len(scores) > 1 else 0.0
 
 
 def primary_value(trial: optuna.trial.FrozenTrial) -> float | None:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from fermion.errors import FermionError, MissingDependencyError, first_line
+from fermion.errors import FermionError, InvalidInputError, MissingDependencyError, first_line
 from fermion.settings import ENV_PREFIX
 from fermion.tuning.worker import WorkerSpec, run_worker_process
 
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from types import ModuleType
 
 POLL_S = 0.5
+REACH_TIMEOUT_S = 5.0
 
 
 def run_on_ray(spec: WorkerSpec, jobs: int, poll: Callable[[], None]) -> list[str]:
@@ -59,8 +61,21 @@ def run_on_ray(spec: WorkerSpec, jobs: int, poll: Callable[[], None]) -> list[st
 
 
 def require_ray() -> None:
-    """Fail before any work is done when Ray is not installed."""
-    _import_ray()
+    """Fail before any work is done: Ray not installed, or $RAY_ADDRESS naming a cluster that
+    does not answer (Ray itself would retry for minutes)."""
+    ray = _import_ray()
+    address = os.environ.get("RAY_ADDRESS") or ""
+    if ray.is_initialized() or address in ("", "auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise InvalidInputError(
+            f"RAY_ADDRESS must be host:port or ray://host:port, not {address!r}"
+        )
+    try:
+        socket.create_connection((host, int(port)), timeout=REACH_TIMEOUT_S).close()
+    except OSError as exc:
+        raise FermionError(f"cannot reach the Ray cluster at {address}: {exc}") from exc
 
 
 def _import_ray() -> ModuleType:
