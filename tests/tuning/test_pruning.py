@@ -73,17 +73,34 @@ class _Recorder:
 
 
 @pytest.mark.parametrize(
-    ("folds_only", "expected"),
+    ("family", "folds_only", "expected"),
     [
-        (False, [32, 64, 128, FOLD_STEP + 1, FOLD_STEP + 2]),  # median: rounds, folds from 2nd
-        (True, [1, 2, 3]),  # hyperband: the folds are its resource
+        ("lightgbm", False, [64, 256, FOLD_STEP + 1, FOLD_STEP + 2]),  # folds from the 2nd
+        ("torch_mlp", False, [*range(10, 300, 5), FOLD_STEP + 1, FOLD_STEP + 2]),  # epochs
+        ("lightgbm", True, [1, 2, 3]),  # hyperband: the folds are its resource
     ],
 )
-def test_a_trial_reports_sparse_rounds_and_its_folds(folds_only: bool, expected: list[int]) -> None:
+def test_a_trial_reports_sparse_rounds_and_its_folds(
+    family: str, folds_only: bool, expected: list[int]
+) -> None:
     recorder = _Recorder()
-    reporter = TrialReporter(recorder, folds_only=folds_only)  # type: ignore[arg-type]
-    for step in range(200):
+    reporter = TrialReporter(recorder, folds_only=folds_only, family=family)  # type: ignore[arg-type]
+    for step in range(300):
         reporter.report(0.5, step)
     for fold in range(3):
         reporter.report(0.8, FOLD_STEP + fold)
     assert recorder.steps == expected
+
+
+def test_a_trial_reads_the_study_once_however_often_it_is_judged(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    study = _study("maximize", FOLD_2, [0.80, 0.82, 0.84, 0.86, 0.88])
+    reads = []
+    get_trials = study.get_trials
+    monkeypatch.setattr(study, "get_trials", lambda *a, **k: reads.append(1) or get_trials(*a, **k))
+    trial = study.ask()
+    for step in (64, 256, FOLD_2):
+        trial.report(0.9, step)
+        assert not trial.should_prune()
+    assert len(reads) == 1

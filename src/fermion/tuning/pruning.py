@@ -25,8 +25,13 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
 PRUNERS = ("median", "hyperband", "none")
-# Rounds are reported at powers of two from here (a slow learning rate starts badly).
-ROUND_WARMUP = 32
+# Boosting rounds are reported at powers of four from here (64, 256, 1024: a slow learning rate
+# starts badly, and most trials stop early within a few hundred rounds). Epochs cost far more
+# than rounds and are fewer: every EPOCH_EVERY from EPOCH_WARMUP.
+ROUND_WARMUP = 64
+EPOCH_WARMUP = 10
+EPOCH_EVERY = 5
+EPOCH_FAMILIES = frozenset({"torch_mlp"})
 # At a round, a trial is stopped when it is behind this share of the complete trials.
 ROUND_QUANTILE = 0.9  # behind nine in ten: the worst tenth
 
@@ -48,19 +53,19 @@ class FoldsAndRoundsPruner(optuna.pruners.BasePruner):
 
     def __init__(self, n_startup_trials: int = 5) -> None:
         self._n_startup_trials = n_startup_trials
+        self._snapshot: tuple[int, list[FrozenTrial]] | None = None
 
     def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
         import numpy as np
         from optuna.study import StudyDirection
-        from optuna.trial import TrialState
 
         step = trial.last_step
-        if step is None or step < ROUND_WARMUP:
+        if step is None:
             return False
         value = trial.intermediate_values[step]
         complete = [
             t
-            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            for t in self._complete_trials(study, trial.number)
             if step in t.intermediate_values and t.value is not None
         ]
         if len(complete) < self._n_startup_trials:
@@ -77,6 +82,16 @@ class FoldsAndRoundsPruner(optuna.pruners.BasePruner):
         margin = float(np.median(np.abs(finals - others)))
         return bool(ahead < np.median(others) - margin)
 
+    def _complete_trials(self, study: optuna.Study, number: int) -> list[FrozenTrial]:
+        """The complete trials as the trial's first check read them: one read of the study per
+        trial, not one per check (trials completing meanwhile count from the next trial)."""
+        from optuna.trial import TrialState
+
+        if self._snapshot is None or self._snapshot[0] != number:
+            complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            self._snapshot = (number, complete)
+        return self._snapshot[1]
+
 
 def make_pruner(name: str, folds: int) -> optuna.pruners.BasePruner:
     if name == "median":
@@ -92,14 +107,15 @@ class TrialReporter(Reporter):
     """Intermediate values to an Optuna trial; with Hyperband only the folds (its resource).
 
     Each report is a database write and each pruning check reads every trial's values, so few
-    are made: rounds at powers of two from `ROUND_WARMUP` (32, 64, 128, ...), and for the
+    are made: boosting rounds 64, 256 and 1024 (epochs: every 5th from the 10th), and for the
     median pruner the running mean from the second fold on (one fold's score alone is too
     noisy to stop a trial on). The pruner is asked only right after a report.
     """
 
-    def __init__(self, trial: optuna.Trial, *, folds_only: bool) -> None:
+    def __init__(self, trial: optuna.Trial, *, folds_only: bool, family: str = "") -> None:
         self._trial = trial
         self._folds_only = folds_only
+        self._epochs = family in EPOCH_FAMILIES
         self._fresh = False
 
     def report(self, value: float, step: int) -> None:
@@ -112,12 +128,21 @@ class TrialReporter(Reporter):
             else:
                 return
             self._fresh = True
-        elif not self._folds_only and step >= ROUND_WARMUP and step & (step - 1) == 0:
+        elif not self._folds_only and self._reported(step):
             self._trial.report(value, step)
             self._fresh = True
+
+    def _reported(self, step: int) -> bool:
+        if self._epochs:
+            return step >= EPOCH_WARMUP and step % EPOCH_EVERY == 0
+        return step >= ROUND_WARMUP and _is_power_of_four(step)
 
     def should_prune(self) -> bool:
         if not self._fresh:
             return False
         self._fresh = False
         return self._trial.should_prune()
+
+
+def _is_power_of_four(n: int) -> bool:
+    return n > 0 and n & (n - 1) == 0 and n.bit_length() % 2 == 1

@@ -112,11 +112,11 @@ def build_objective(
         cross_validation(spec.family)  # fail here, not in every trial, if the data cannot fold
     folds_only = spec.pruner == "hyperband"
 
-    def reporter(trial: optuna.Trial) -> Reporter:
+    def reporter(trial: optuna.Trial, family: str) -> Reporter:
         """Without a pruner nothing reads intermediate values: do not write them."""
         if spec.pruner == "none":
             return Reporter()
-        return TrialReporter(trial, folds_only=folds_only)
+        return TrialReporter(trial, folds_only=folds_only, family=family)
 
     def objective(trial: optuna.Trial) -> float | tuple[float, ...]:
         import optuna
@@ -143,7 +143,7 @@ def build_objective(
             )
             run.log_params({"trial": trial.number, "model": family_name, **sampled})
             try:
-                result = cv.evaluate(params, reporter(trial))
+                result = cv.evaluate(params, reporter(trial, family_name))
             except Pruned as exc:
                 pruned = exc
                 run.set_tag("state", "pruned")
