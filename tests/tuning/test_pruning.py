@@ -75,8 +75,8 @@ class _Recorder:
 @pytest.mark.parametrize(
     ("family", "folds_only", "expected"),
     [
-        ("lightgbm", False, [64, 256, FOLD_STEP + 1, FOLD_STEP + 2]),  # folds from the 2nd
-        ("torch_mlp", False, [*range(10, 300, 5), FOLD_STEP + 1, FOLD_STEP + 2]),  # epochs
+        ("lightgbm", False, [64, 256, FOLD_STEP, FOLD_STEP + 1, FOLD_STEP + 2]),
+        ("torch_mlp", False, [*range(10, 300, 5), FOLD_STEP, FOLD_STEP + 1, FOLD_STEP + 2]),
         ("lightgbm", True, [1, 2, 3]),  # hyperband: the folds are its resource
     ],
 )

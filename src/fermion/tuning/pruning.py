@@ -107,9 +107,8 @@ class TrialReporter(Reporter):
     """Intermediate values to an Optuna trial; with Hyperband only the folds (its resource).
 
     Each report is a database write and each pruning check reads every trial's values, so few
-    are made: boosting rounds 64, 256 and 1024 (epochs: every 5th from the 10th), and for the
-    median pruner the running mean from the second fold on (one fold's score alone is too
-    noisy to stop a trial on). The pruner is asked only right after a report.
+    are made: boosting rounds 64, 256 and 1024 (epochs: every 5th from the 10th), and the
+    running mean after each fold. The pruner is asked only right after a report.
     """
 
     def __init__(self, trial: optuna.Trial, *, folds_only: bool, family: str = "") -> None:
@@ -121,12 +120,7 @@ class TrialReporter(Reporter):
     def report(self, value: float, step: int) -> None:
         if step >= FOLD_STEP:
             fold = step - FOLD_STEP
-            if self._folds_only:
-                self._trial.report(value, fold + 1)
-            elif fold >= 1:
-                self._trial.report(value, step)
-            else:
-                return
+            self._trial.report(value, fold + 1 if self._folds_only else step)
             self._fresh = True
         elif not self._folds_only and self._reported(step):
             self._trial.report(value, step)
