@@ -129,3 +129,19 @@ def test_options_that_need_one_objective_are_refused(
 def test_parse_objectives_defaults_to_the_task_metric() -> None:
     assert parse_objectives(None, "regression") == ("rmse",)
     assert parse_objectives("f1_macro, latency_ms", "multiclass") == ("f1_macro", "latency_ms")
+
+
+def test_several_families_trade_score_against_latency(
+    sqlite_ws: Workspace,
+    add_credit: Callable[..., str],
+) -> None:
+    add_credit(sqlite_ws)
+    result = tune(
+        sqlite_ws, "credit", "status", model="auto", metric="roc_auc,latency_ms", trials=6,
+        folds=3, register=False,
+    )  # fmt: skip
+
+    front = result.report["pareto_front"]
+    assert front and all(entry["family"] for entry in front)
+    assert result.report["best"]["trial"] in {entry["trial"] for entry in front}
+    assert result.final is not None and "roc_auc" in result.final.metrics  # retrained, evaluated
