@@ -174,12 +174,12 @@ class CrossValidation:
             if index == 0 and reporter.should_prune():
                 raise Pruned(f"pruned during the first fold at step {fitted.best_step}")
             values = self.score(fitted, fold)
+            if "size_kb" in extra and index == len(self.folds) - 1:  # one model's size is enough
+                values["size_kb"] = _size_kb(fitted)
             scores.append(values[self.metric])
-            for name in self.objectives:
-                if name == "size_kb" and index == len(self.folds) - 1:
-                    extra[name].append(_size_kb(fitted))
-                elif name != "size_kb":
-                    extra[name].append(values[name])
+            for name, kept in extra.items():
+                if name in values:
+                    kept.append(values[name])
             if fitted.best_step is not None:
                 best_steps.append(fitted.best_step)
             reporter.report(float(np.mean(scores)), FOLD_STEP + index)

@@ -41,19 +41,21 @@ def study_report(
     band = noise_band(top)
     since = trials_since_improvement(complete, maximize[0])
     chosen = top
+    # Trials of one family's study do not record it; the study does (one read, not per entry).
+    family = study.user_attrs.get("fermion", {}).get("family")
     if objectives:
         report["objectives"] = list(objectives)
         front = sorted(study.best_trials, key=lambda t: t.number)
         near = [t for t in front if abs(t.values[0] - top.values[0]) <= band]
         chosen = _best_on(near or [top], 1, maximize[1])
-        report["pareto_front"] = [_entry(study, t, metric, objectives) for t in front]
+        report["pareto_front"] = [_entry(t, family, metric, objectives) for t in front]
         report["choice"] = (
             f"trial {chosen.number}: the best {objectives[0]} on the Pareto front among the "
             f"trials whose {metric} is within the noise band ({band:.4g}) of the best "
             f"({top.values[0]:.4g}, trial {top.number})"
         )
     report |= {
-        "best": _entry(study, chosen, metric, objectives),
+        "best": _entry(chosen, family, metric, objectives),
         "noise_band": band,
         "trials_since_improvement": since,
         "advice": _advice(len(complete), since),
@@ -70,13 +72,16 @@ def _best_on(
 
 
 def _entry(
-    study: optuna.Study, trial: optuna.trial.FrozenTrial, metric: str, objectives: Sequence[str]
+    trial: optuna.trial.FrozenTrial,
+    family: str | None,
+    metric: str,
+    objectives: Sequence[str],
 ) -> dict[str, Any]:
     facts = trial_facts(trial)
     entry = {
         "trial": trial.number,
         "value": trial.values[0],
-        "family": facts.get("family", study.user_attrs.get("fermion", {}).get("family")),
+        "family": facts.get("family", family),
         "params": trial.params,
         "full_params": facts.get("params", trial.params),
         "fold_scores": facts.get("fold_scores", []),
