@@ -31,6 +31,22 @@ class IntegrityError(StorageError):
     """Stored content does not match its recorded checksum."""
 
 
+class AuthenticationError(FermionError):
+    """A missing, malformed, unknown, expired or revoked API key."""
+
+
+class PermissionDeniedError(FermionError):
+    """A valid API key that does not grant the scope asked for."""
+
+
+class RateLimitedError(FermionError):
+    """An API key is over its request rate; `retry_after` says in how many seconds to retry."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class MissingDependencyError(FermionError):
     """An optional extra is needed; the message says which one to install."""
 

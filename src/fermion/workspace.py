@@ -21,6 +21,7 @@ from fermion.storage import Storage, open_storage
 if TYPE_CHECKING:
     from fermion.data.catalog import DatasetCatalog
     from fermion.registry.registry import ModelRegistry
+    from fermion.serving.keys import ApiKeys
     from fermion.tracking import Tracker
 
 
@@ -87,6 +88,12 @@ class Workspace:
         from fermion.registry.registry import ModelRegistry
 
         return ModelRegistry(self.storage, self.scratch_dir, self.root / "models")
+
+    @cached_property
+    def keys(self) -> ApiKeys:
+        from fermion.serving.keys import ApiKeys
+
+        return ApiKeys(self.storage.keys)
 
     def close(self) -> None:
         if "runs" in self.__dict__:

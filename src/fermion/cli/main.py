@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from fermion.cli import data, models, runs, train, tune
+from fermion.cli import data, keys, models, runs, train, tune
 from fermion.cli.app import new_app
 from fermion.cli.output import console
 
@@ -14,6 +14,7 @@ app = new_app("Fermion: from raw data to a monitored model behind an authenticat
 app.add_typer(data.app, name="data")
 app.add_typer(runs.app, name="runs")
 app.add_typer(models.app, name="models")
+app.add_typer(keys.app, name="keys")
 app.command("train")(train.train)
 app.command("evaluate")(train.evaluate)
 app.command("tune")(tune.tune)

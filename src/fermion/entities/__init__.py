@@ -13,12 +13,14 @@ from fermion.entities.dataset import (
     SplitRecord,
     ValidationRecord,
 )
+from fermion.entities.keys import ApiKeyRecord
 from fermion.entities.lineage import LineageEdge
 from fermion.entities.model import AliasEvent, ColumnSpec, ModelSummary, ModelVersion, Signature
 from fermion.entities.run import Experiment, MetricPoint, RunArtifact, RunRecord, RunStatus
 
 __all__ = [
     "AliasEvent",
+    "ApiKeyRecord",
     "ColumnProfile",
     "ColumnSchema",
     "ColumnSpec",

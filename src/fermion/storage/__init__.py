@@ -11,6 +11,7 @@ from fermion.settings import Settings
 from fermion.storage.artifacts import ArtifactStore, FsspecArtifactStore, LocalArtifactStore
 from fermion.storage.base import (
     DatasetStore,
+    KeyStore,
     LineageStore,
     ModelStore,
     NewModelVersion,
@@ -22,6 +23,7 @@ from fermion.storage.database import create_metadata_engine, migrate
 __all__ = [
     "ArtifactStore",
     "DatasetStore",
+    "KeyStore",
     "LineageStore",
     "MetadataStores",
     "ModelStore",
@@ -45,6 +47,7 @@ class Storage:
     artifacts: ArtifactStore
     runs: RunStore
     models: ModelStore
+    keys: KeyStore
 
     def close(self) -> None:
         self.engine.dispose()
@@ -57,11 +60,13 @@ class MetadataStores:
     lineage: LineageStore
     runs: RunStore
     models: ModelStore
+    keys: KeyStore
 
 
 def open_metadata(url: str) -> MetadataStores:
     """Connect to a metadata database and migrate it to the current schema."""
     from fermion.storage.sql_datasets import SqlDatasetStore
+    from fermion.storage.sql_keys import SqlKeyStore
     from fermion.storage.sql_lineage import SqlLineageStore
     from fermion.storage.sql_models import SqlModelStore
     from fermion.storage.sql_runs import SqlRunStore
@@ -74,6 +79,7 @@ def open_metadata(url: str) -> MetadataStores:
         SqlLineageStore(engine),
         SqlRunStore(engine),
         SqlModelStore(engine),
+        SqlKeyStore(engine),
     )
 
 
@@ -90,4 +96,6 @@ def open_storage(settings: Settings) -> Storage:
     artifacts = open_artifact_store(
         settings.resolved_artifacts_url, settings.root / "cache", settings.artifacts_endpoint_url
     )
-    return Storage(meta.engine, meta.datasets, meta.lineage, artifacts, meta.runs, meta.models)
+    return Storage(
+        meta.engine, meta.datasets, meta.lineage, artifacts, meta.runs, meta.models, meta.keys
+    )

@@ -11,6 +11,7 @@ from typing import Any
 
 from fermion.entities import (
     AliasEvent,
+    ApiKeyRecord,
     ColumnSchema,
     DatasetSummary,
     DatasetVersion,
@@ -239,3 +240,28 @@ class ModelStore(ABC):
     @abstractmethod
     def alias_history(self, name: str) -> list[AliasEvent]:
         """Every alias move of a model, the oldest first."""
+
+
+class KeyStore(ABC):
+    """API keys of the inference server: a public id and a salted hash each, never the secret.
+
+    Contract: names and key ids are unique (adding either again raises `ConflictError`, also
+    for a revoked key); a key is never deleted: revoking sets `revoked_at` once, and revoking
+    it again returns it unchanged; unknown names raise `NotFoundError`; times come back
+    timezone-aware (UTC).
+    """
+
+    @abstractmethod
+    def add_key(self, record: ApiKeyRecord) -> ApiKeyRecord:
+        """Store `record` as given (the caller chose its id, salt, hash and times)."""
+
+    @abstractmethod
+    def get_key(self, name: str) -> ApiKeyRecord: ...
+
+    @abstractmethod
+    def list_keys(self) -> list[ApiKeyRecord]:
+        """Every key, revoked and expired ones included, in name order."""
+
+    @abstractmethod
+    def revoke_key(self, name: str) -> ApiKeyRecord:
+        """Mark the key revoked now (or keep its first revocation time)."""

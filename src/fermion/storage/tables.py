@@ -210,3 +210,19 @@ alias_events = Table(
     Column("actor", String(256), nullable=False),
     Column("at", DateTime(timezone=True), nullable=False),
 )
+
+# The inference server's API keys: the secret itself is never stored, only a salted sha256.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("key_id", String(32), nullable=False, unique=True),
+    Column("salt", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("scopes", JSON, nullable=False),
+    Column("rate_per_s", Float, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=True),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+)
