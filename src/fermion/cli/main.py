@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from fermion.cli import data, keys, models, runs, train, tune
+from fermion.cli import data, deploy, keys, models, runs, train, tune
 from fermion.cli.app import new_app
 from fermion.cli.output import console
 
@@ -18,6 +18,7 @@ app.add_typer(keys.app, name="keys")
 app.command("train")(train.train)
 app.command("evaluate")(train.evaluate)
 app.command("tune")(tune.tune)
+app.command("deploy")(deploy.deploy)
 
 
 def _show_version(value: bool) -> None:
