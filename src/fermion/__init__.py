@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
+    "Client",
     "ConflictError",
     "FermionError",
     "IntegrityError",
@@ -40,6 +41,7 @@ __all__ = [
     "evaluate",
     "models",
     "runs",
+    "serve",
     "start_run",
     "train",
     "tune",
@@ -106,12 +108,36 @@ def evaluate(model: str, data: str, **options: Any) -> EvaluationReport:
     return evaluate_registered(current_workspace(), model, data, **options)
 
 
+def serve(*refs: str, **options: Any) -> None:
+    """Serve registered models (`"credit@production"`, ...) over HTTP until SIGTERM or Ctrl-C.
+
+    Options are the fields of `fermion.serving.options.ServeOptions`: host, port, workers,
+    auth, max_body_bytes, request_timeout_s, access_log, batch (a `BatchOptions`), ...
+    """
+    from dataclasses import fields
+
+    from fermion.serving.options import ServeOptions
+    from fermion.serving.server import serve as run_server
+
+    known = {f.name for f in fields(ServeOptions)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise InvalidInputError(
+            f"unknown serve option {unknown[0]!r}; expected one of: {', '.join(sorted(known))}"
+        )
+    run_server(refs, workspace=current_workspace(), options=ServeOptions(**options))
+
+
 def __getattr__(name: str) -> Any:
     # Keeps `import fermion` light: the workspace and its stores load on first use.
     if name == "Workspace":
         from fermion.workspace import Workspace
 
         return Workspace
+    if name == "Client":
+        from fermion.serving.client import Client
+
+        return Client
     if name == "datasets":
         catalog: DatasetCatalog = current_workspace().datasets
         return catalog

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from fermion.cli import data, deploy, keys, models, runs, train, tune
+from fermion.cli import data, deploy, keys, models, runs, serve, train, tune
 from fermion.cli.app import new_app
 from fermion.cli.output import console
 
@@ -19,6 +19,7 @@ app.command("train")(train.train)
 app.command("evaluate")(train.evaluate)
 app.command("tune")(tune.tune)
 app.command("deploy")(deploy.deploy)
+app.command("serve")(serve.serve)
 
 
 def _show_version(value: bool) -> None:

@@ -66,15 +66,37 @@ class Model:
             return frame.to_numpy().astype(np.float32)
         return self._preprocessor.transform(frame)
 
+    @property
+    def gives_probabilities(self) -> bool:
+        return self.task != "regression" and hasattr(self._estimator, "predict_proba")
+
     def predict(self, rows: Rows) -> np.ndarray:
         features = self.prepare(rows)
         if features.shape[0] == 0:
             return np.empty(0)
-        raw = np.asarray(self._estimator.predict(features))
+        return self._outputs(self._estimator.predict(features))
+
+    def predict_with_proba(
+        self, rows: Rows, *, proba: bool = True
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Predictions and, for a classifier that gives them, probabilities, from one
+        preparation of the rows (what a server answers with)."""
+        features = self.prepare(rows)
+        wanted = proba and self.gives_probabilities
+        if features.shape[0] == 0:
+            return np.empty(0), np.empty((0, len(self.classes))) if wanted else None
+        values = self._outputs(self._estimator.predict(features))
+        if not wanted:
+            return values, None
+        return values, np.asarray(self._estimator.predict_proba(features), dtype=np.float64)
+
+    def _outputs(self, raw: Any) -> np.ndarray:
+        values: np.ndarray = np.asarray(raw)
         if self.task == "regression":
-            return raw.astype(np.float64).reshape(-1)
-        codes = raw.astype(np.int64).reshape(-1)
-        return np.asarray(self.classes, dtype=object)[codes]
+            return values.astype(np.float64).reshape(-1)
+        codes = values.astype(np.int64).reshape(-1)
+        labels: np.ndarray = np.asarray(self.classes, dtype=object)[codes]
+        return labels
 
     def predict_proba(self, rows: Rows) -> np.ndarray:
         if self.task == "regression":

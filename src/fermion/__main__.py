@@ -1,0 +1,5 @@
+"""`python -m fermion`: the same as the `fermion` command."""
+
+from fermion.cli import run
+
+run()

@@ -1,0 +1,222 @@
+"""The ASGI application: one Starlette app serving many models over several protocols.
+
+`ServerState` holds what the handlers share (the models, the key guard, metrics, the access
+log, the inference threads); `create_app` wires it to the routes of each protocol. The app
+is live as soon as it starts and ready once every model has loaded and answered a warm-up
+call; models load in the background so that probes answer meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING, Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from fermion.errors import first_line
+from fermion.serving.access_log import AccessLog
+from fermion.serving.http import error_response, json_response
+from fermion.serving.metrics import ServerMetrics
+from fermion.serving.model_set import ModelSet, ServedRef
+from fermion.serving.options import ServeOptions
+
+if TYPE_CHECKING:
+    from fermion.serving.auth import KeyGuard
+    from fermion.workspace import Workspace
+
+log = logging.getLogger("fermion.serving")
+
+
+@dataclass
+class Exchange:
+    """What a handler learnt about its request, for the metrics and the access log."""
+
+    protocol: str
+    model: str = ""
+    version: str = ""
+    key: str = ""
+    rows: int = 0
+
+
+Handler = Callable[[Request, "ServerState", Exchange], Awaitable[Response]]
+
+
+class ServerState:
+    def __init__(
+        self,
+        workspace: Workspace,
+        refs: Sequence[ServedRef],
+        options: ServeOptions,
+        *,
+        guard: KeyGuard | None,
+        log_stream: IO[str] | None = None,
+    ) -> None:
+        self.workspace = workspace
+        self.options = options
+        self.guard = guard
+        self.metrics = ServerMetrics()
+        self.executor = ThreadPoolExecutor(options.threads, thread_name_prefix="inference")
+        self.models = ModelSet(workspace.models, refs, options, self.executor, self.metrics)
+        self._log_stream = log_stream
+        self.access_log: AccessLog | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.loaded = asyncio.Event()
+        self.on_ready: Callable[[ServerState], None] | None = None
+
+    async def start(self) -> None:
+        if self.options.access_log:
+            self.access_log = AccessLog(self._log_stream)
+        if self.guard is not None:
+            await asyncio.to_thread(self.guard.refresh)
+            self._tasks.append(asyncio.create_task(self._refresh_keys()))
+        self._tasks.append(asyncio.create_task(self._load_then_watch()))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.executor.shutdown(wait=True)
+        if self.access_log is not None:
+            self.access_log.close()
+
+    async def _load_then_watch(self) -> None:
+        await self.models.load_all()
+        self.loaded.set()
+        if self.on_ready is not None:
+            self.on_ready(self)
+        await self.models.watch()
+
+    async def _refresh_keys(self) -> None:
+        assert self.guard is not None
+        while True:
+            await asyncio.sleep(self.options.key_refresh_s)
+            try:
+                await asyncio.to_thread(self.guard.refresh)
+            except Exception as exc:  # the database away: keep the keys known so far
+                log.warning("could not refresh API keys: %s", first_line(exc))
+
+    def authorize(self, request: Request, scope: str, exchange: Exchange) -> None:
+        """Raise unless the request's key grants `scope`; the key's name goes in the log."""
+        if self.guard is None:
+            return
+        from fermion.serving.http import credential
+
+        exchange.key = self.guard.check(credential(request), scope)
+
+    def endpoint(self, protocol: str, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        """`handler` with errors turned into JSON answers, counted and logged."""
+
+        async def endpoint(request: Request) -> Response:
+            started = time.perf_counter()
+            exchange = Exchange(protocol)
+            self.metrics.request_started()
+            try:
+                response = await handler(request, self, exchange)
+            except Exception as exc:
+                response = error_response(exc)
+            seconds = time.perf_counter() - started
+            status = response.status_code
+            self.metrics.request_finished(
+                exchange.model, exchange.version, protocol, status, seconds
+            )
+            if self.access_log is not None:
+                client = request.client.host if request.client else ""
+                self.access_log.record(
+                    request.method,
+                    request.url.path,
+                    status,
+                    seconds,
+                    exchange.model,
+                    exchange.version,
+                    exchange.key,
+                    exchange.rows,
+                    client,
+                )
+            return response
+
+        return endpoint
+
+
+async def healthz(request: Request) -> Response:
+    return json_response({"status": "live"})
+
+
+def _readyz(state: ServerState) -> Callable[[Request], Awaitable[Response]]:
+    async def readyz(request: Request) -> Response:
+        if state.models.ready:
+            return json_response({"status": "ready"})
+        return json_response({"status": "loading"}, 503)
+
+    return readyz
+
+
+def _metrics(state: ServerState) -> Callable[[Request], Awaitable[Response]]:
+    async def metrics(request: Request) -> Response:
+        body, content_type = state.metrics.exposition()
+        return Response(body, media_type=content_type)
+
+    return metrics
+
+
+def create_app(
+    workspace: Workspace,
+    refs: Sequence[ServedRef],
+    options: ServeOptions,
+    *,
+    guard: KeyGuard | None,
+    log_stream: IO[str] | None = None,
+) -> Starlette:
+    """The server's ASGI app. Without `guard`, every request is let in (`--no-auth`)."""
+    from fermion.serving import kserve_v2, rest
+
+    state = ServerState(workspace, refs, options, guard=guard, log_stream=log_stream)
+    routes: list[BaseRoute] = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", _readyz(state), methods=["GET"]),
+        Route("/metrics", _metrics(state), methods=["GET"]),
+        *rest.routes(state),
+        *kserve_v2.routes(state),
+    ]
+    if options.docs:
+        from fermion.serving import openapi
+
+        routes += openapi.routes(state)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await state.start()
+        try:
+            yield
+        finally:
+            await state.stop()
+
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=_fallbacks())
+    app.state.fermion = state
+    return app
+
+
+def _fallbacks() -> dict[Any, Any]:
+    """JSON for what the router itself refuses (an unknown path, a wrong method)."""
+    from starlette.exceptions import HTTPException
+
+    async def http_exception(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        body = {"error": {"code": code, "message": str(exc.detail)}}
+        return json_response(body, exc.status_code, dict(exc.headers or {}))
+
+    async def internal(request: Request, exc: Exception) -> Response:
+        return error_response(exc)
+
+    return {HTTPException: http_exception, Exception: internal}
