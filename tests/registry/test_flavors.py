@@ -156,6 +156,14 @@ def test_malformed_metadata_is_refused(tmp_path: Path) -> None:
 
 
 def test_unknown_flavor_names_the_choices() -> None:
-    assert set(FLAVORS) == {"sklearn", "lightgbm", "xgboost", "torch", "torch_export", "python"}
+    assert set(FLAVORS) == {
+        "sklearn",
+        "lightgbm",
+        "xgboost",
+        "torch",
+        "torch_export",
+        "python",
+        "sentence_transformers",
+    }
     with pytest.raises(InvalidInputError, match="unknown model flavor 'onnx'; choose one of"):
         get_flavor("onnx")

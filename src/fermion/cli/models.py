@@ -170,3 +170,30 @@ def import_(
             f"note: the {version.flavor} flavor unpickles code when it loads; "
             "load it with trusted=True (fermion evaluate --trusted) only if you trust its source"
         )
+
+
+@app.command("add-embedding")
+def add_embedding(
+    name: str = typer.Argument(..., help="Register it under this name, e.g. minilm."),
+    source: Path = typer.Option(
+        None,
+        "--from",
+        help="A local sentence-transformers folder (default: the bundled all-MiniLM-L6-v2).",
+    ),
+    description: str = typer.Option("", "--description", help="A note kept with the version."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Register a sentence-embedding model, served at POST /v1/embeddings; nothing downloads."""
+    from fermion.registry.embedding import register_embedding
+
+    with _workspace() as ws:
+        with working(f"registering {escape(name)}"):
+            version = register_embedding(ws.models, name, source, description=description)
+        meta = ws.models.manifest(version)["flavor_meta"]
+    if as_json:
+        print_json({"ref": version.ref, "record": version, "flavor_meta": meta})
+        return
+    console().print(
+        f"registered [bold]{version.ref}[/] ({meta['dimension']}-dimensional embeddings, "
+        f"up to {meta['max_seq_length']} tokens a text): fermion serve {escape(name)}"
+    )

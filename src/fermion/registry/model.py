@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,8 @@ class Model:
 
     `predict(rows)` gives class labels (classification) or values (regression);
     `predict_proba(rows)` gives one column per class, in `classes` order. Rows are a dict, a
-    list of dicts, or a pandas or Polars frame holding at least the signature's columns.
+    list of dicts, or a pandas or Polars frame holding at least the signature's columns. An
+    embedding model (task "embedding") gives one vector per text: `embed(texts)`, or `predict`.
     """
 
     def __init__(
@@ -71,6 +73,9 @@ class Model:
         return self.task != "regression" and hasattr(self._estimator, "predict_proba")
 
     def predict(self, rows: Rows) -> np.ndarray:
+        if self.task == "embedding":  # one vector per row's text
+            frame = conform(to_frame(rows), self.signature)
+            return self.embed(frame.get_column(self.signature.inputs[0].name).to_list())
         features = self.prepare(rows)
         if features.shape[0] == 0:
             return np.empty(0)
@@ -97,6 +102,25 @@ class Model:
         codes = values.astype(np.int64).reshape(-1)
         labels: np.ndarray = np.asarray(self.classes, dtype=object)[codes]
         return labels
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """One float32 vector per text, as the model makes them (all-MiniLM-L6-v2's are of
+        unit length); for embedding models (task "embedding") only."""
+        return np.asarray(self._encoder(texts).encode(list(texts)), dtype=np.float32)
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """How many tokens an embedding model reads of each text (special tokens included)."""
+        return list(self._encoder(texts).count_tokens(list(texts)))
+
+    def _encoder(self, texts: Sequence[str]) -> Any:
+        if self.task != "embedding":
+            raise InvalidInputError(f"{self!r} is not an embedding model")
+        if isinstance(texts, str):
+            raise InvalidInputError("pass a list of texts, not one string")
+        for index, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise InvalidInputError(f"texts[{index}] must be a string; got {text!r}")
+        return self._estimator
 
     def predict_proba(self, rows: Rows) -> np.ndarray:
         if self.task == "regression":

@@ -178,7 +178,7 @@ def create_app(
     log_stream: IO[str] | None = None,
 ) -> Starlette:
     """The server's ASGI app. Without `guard`, every request is let in (`--no-auth`)."""
-    from fermion.serving import kserve_v2, rest
+    from fermion.serving import kserve_v2, openai_api, rest
 
     state = ServerState(workspace, refs, options, guard=guard, log_stream=log_stream)
     routes: list[BaseRoute] = [
@@ -186,6 +186,7 @@ def create_app(
         Route("/readyz", _readyz(state), methods=["GET"]),
         Route("/metrics", _metrics(state), methods=["GET"]),
         *rest.routes(state),
+        *openai_api.routes(state),
         *kserve_v2.routes(state),
     ]
     if options.docs:

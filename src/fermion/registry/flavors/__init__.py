@@ -16,6 +16,10 @@ from typing import Any, Protocol
 from fermion.errors import InvalidInputError
 from fermion.registry.flavors.lightgbm_flavor import LightGBMFlavor
 from fermion.registry.flavors.python_flavor import PythonFlavor
+from fermion.registry.flavors.sentence_transformers_flavor import (
+    SentenceEncoder,
+    SentenceTransformersFlavor,
+)
 from fermion.registry.flavors.sklearn_flavor import SklearnFlavor
 from fermion.registry.flavors.torch_export_flavor import TorchExportFlavor
 from fermion.registry.flavors.torch_flavor import TorchFlavor
@@ -38,8 +42,11 @@ class Flavor(Protocol):
         """Write the model's files into `folder` (created if missing); return its metadata."""
         ...
 
-    def load(self, folder: Path, meta: Mapping[str, Any], *, trusted: bool) -> FittedModel:
-        """Rebuild the model saved in `folder` with metadata `meta`."""
+    def load(
+        self, folder: Path, meta: Mapping[str, Any], *, trusted: bool
+    ) -> FittedModel | SentenceEncoder:
+        """Rebuild the model saved in `folder` with metadata `meta` (an embedding model is a
+        `SentenceEncoder`, not a trained `FittedModel`)."""
         ...
 
 
@@ -53,6 +60,7 @@ FLAVORS: Mapping[str, Flavor] = MappingProxyType(
             TorchFlavor(),
             TorchExportFlavor(),
             PythonFlavor(),
+            SentenceTransformersFlavor(),
         )
     }
 )
