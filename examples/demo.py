@@ -6,6 +6,7 @@ one before its output, so what you see is what you would type.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
@@ -70,6 +71,7 @@ def main() -> None:
     run("data", "versions", "credit")
     run("data", "export", "credit:2", "credit_clean.parquet")
     train_and_register()
+    serve_and_call()
     print(f"\ndemo workspace: {OUT}/.fermion  (cd {OUT} && fermion runs list)")
 
 
@@ -93,6 +95,83 @@ def train_and_register() -> None:
     run("evaluate", "credit@production", "--data", "credit:2", "--part", "test")
     plots = sorted(p.name for p in (OUT / "credit-model").glob("*.png"))
     print(f"\nplots and model card: {OUT / 'credit-model'} ({', '.join(plots)})")
+
+
+def serve_and_call() -> None:
+    """Serve credit@production in the background, call it with curl and with the Python
+    client, then stop it with SIGTERM (it finishes what is in flight and exits 0)."""
+    import signal
+    import socket
+    import time
+
+    print("\n\033[1m$ fermion keys create --name demo --scope predict:credit\033[0m")
+    created = subprocess.run(
+        [FERMION, "keys", "create", "--name", "demo", "--scope", "predict:credit", "--json"],
+        cwd=OUT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    key = json.loads(created.stdout)["key"]
+    print(f"created key 'demo': {key}  (shown once; the server keeps only a salted hash)")
+    with socket.socket() as probe:  # a free port on the loopback address
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    print(f"\n\033[1m$ fermion serve credit@production --port {port} &\033[0m", flush=True)
+    server = subprocess.Popen(
+        [FERMION, "serve", "credit@production", "--port", str(port), "--no-access-log"], cwd=OUT
+    )
+    try:
+        from fermion import Client
+
+        with Client(url, api_key=key) as client:
+            deadline = time.monotonic() + 60
+            while not client.ready():
+                if server.poll() is not None or time.monotonic() > deadline:
+                    sys.exit("demo step failed: the server did not become ready")
+                time.sleep(0.1)
+            row = sample_row(client.model("credit")["inputs"])
+            body = json.dumps({"rows": [row]})
+            command = [
+                "curl", "-s", f"{url}/v1/models/credit/predict",
+                "-H", "Authorization: Bearer $FERMION_API_KEY", "-d", body,
+            ]  # fmt: skip
+            print(f"\n\033[1m$ {shlex.join(command)}\033[0m", flush=True)
+            real = [c.replace("$FERMION_API_KEY", key) for c in command]
+            answer = subprocess.run(real, capture_output=True, text=True, check=False)
+            print(answer.stdout or f"(curl failed: {answer.stderr.strip()})")
+            print("\n\033[1m>>> fermion.Client(url, api_key=key).predict('credit', row)\033[0m")
+            print(client.predict("credit", row))
+    finally:
+        server.send_signal(signal.SIGTERM)
+        code = server.wait(60)
+    print(f"\nserver stopped (exit code {code}). To call it yourself:")
+    print(f"  cd {OUT} && fermion serve credit@production")
+    print(f"  export FERMION_API_KEY={key}")
+    print("  curl -s http://127.0.0.1:8080/v1/models/credit/predict \\")
+    print(
+        '    -H "Authorization: Bearer $FERMION_API_KEY" -d \'' + json.dumps({"rows": [row]}) + "'"
+    )
+
+
+def sample_row(inputs: list[dict[str, str]]) -> dict[str, object]:
+    """The data's first row as a client would send it: the model's input columns, typed."""
+    import csv
+
+    with (OUT / "credit_data.csv").open(newline="") as handle:
+        first = next(csv.DictReader(handle))
+    return {spec["name"]: _typed(first.get(spec["name"]), spec["type"]) for spec in inputs}
+
+
+def _typed(text: str | None, kind: str) -> object:
+    if text in (None, "", "NA"):
+        return None
+    if kind == "integer":
+        return int(float(text))
+    if kind == "float":
+        return float(text)
+    return text
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -33,3 +33,10 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert "validation of credit:2: passed" in out
     assert "split credit:2: train" in out
     assert (tmp_path / "demo" / "credit_clean.parquet").exists()
+    # the model behind the server, called with curl and with the Python client
+    assert (
+        out.count('"model": "credit", "version": 1') + out.count('"model":"credit","version":1')
+        == 1
+    )
+    assert "{'model': 'credit', 'version': 1, 'predictions': [" in out
+    assert "server stopped (exit code 0)" in out
