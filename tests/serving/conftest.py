@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import io
 import os
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -79,3 +83,44 @@ def serving(
 
 def state_of(client: Any) -> Any:
     return client.app.state.fermion
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start_server_process(root: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
+    """`fermion serve ARGS` as a real process on a free 127.0.0.1 port, once /readyz is 200;
+    returns the process and its base URL. The caller stops it."""
+    import httpx
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FERMION_")}
+    env["HF_HUB_OFFLINE"] = "1"
+    command = [sys.executable, "-m", "fermion", "serve", *args, "--port", str(port)]
+    process = subprocess.Popen(
+        command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            _, err = process.communicate()
+            raise AssertionError(f"the server exited: {err}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return process, url
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    process.kill()
+    process.communicate()
+    raise AssertionError("the server never became ready")
+
+
+@pytest.fixture(scope="session")
+def start_server() -> Any:
+    """`start_server(root, *args) -> (process, url)`: see `start_server_process`."""
+    return start_server_process

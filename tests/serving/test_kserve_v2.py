@@ -389,9 +389,10 @@ def test_probes_need_no_key_and_everything_else_the_models_key(
 
 
 @pytest.mark.slow
-def test_tritonclient_against_a_real_server(served_workspace: Workspace, local: Any) -> None:
+def test_tritonclient_against_a_real_server(
+    start_server: Any, served_workspace: Workspace, local: Any
+) -> None:
     import tritonclient.http as triton
-    from test_server_process import start_server
 
     process, url = start_server(served_workspace.root, "credit@production", "--no-auth")
     try:

@@ -8,16 +8,10 @@ import asyncio
 import base64
 import os
 import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 
@@ -213,44 +207,13 @@ def test_texts_of_concurrent_requests_share_one_model_call(
         np.testing.assert_allclose(np.stack(answer.values), model.embed(texts), atol=1e-6)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _start_server(root: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FERMION_")}
-    env["HF_HUB_OFFLINE"] = "1"
-    command = [sys.executable, "-m", "fermion", "serve", *args, "--port", str(port)]
-    process = subprocess.Popen(
-        command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            _, err = process.communicate()
-            raise AssertionError(f"the server exited: {err}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return process, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    process.kill()
-    process.communicate()
-    raise AssertionError("the server never became ready")
-
-
 @pytest.mark.slow
 def test_the_official_openai_client_gets_the_same_vectors(
-    embedding_workspace: Workspace, reference: Any
+    start_server: Any, embedding_workspace: Workspace, reference: Any
 ) -> None:
     import openai
 
-    process, url = _start_server(embedding_workspace.root, "minilm", "--no-auth")
+    process, url = start_server(embedding_workspace.root, "minilm", "--no-auth")
     try:
         client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
         texts = ["a", "b"]
@@ -276,3 +239,15 @@ def test_the_official_openai_client_gets_the_same_vectors(
                 process.kill()
             _, err = process.communicate()
     assert "Traceback" not in err
+
+
+def test_other_protocols_describe_or_refuse_embedding_models(client: Any) -> None:
+    body = {"inputs": [{"name": "input", "shape": [1], "datatype": "BYTES", "data": ["hi"]}]}
+    refused = client.post("/v2/models/minilm/infer", json=body)
+    assert refused.status_code == 400
+    assert "POST /v1/embeddings" in refused.json()["error"]
+    document = client.get("/openapi.json").json()
+    assert document["paths"]["/v1/embeddings"]["post"]["operationId"] == "embeddings"
+    predict = document["paths"]["/v1/models/minilm/predict"]["post"]["responses"]["200"]
+    items = predict["content"]["application/json"]["schema"]["properties"]["predictions"]["items"]
+    assert items == {"type": "array", "items": {"type": "number"}}

@@ -3,14 +3,10 @@ in flight finish before the process exits 0."""
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,37 +18,9 @@ ROW = {"age": 41, "income": 3100.5, "city": "lyon"}  # a valid row of the `credi
 pytestmark = pytest.mark.slow
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def start_server(root: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FERMION_")}
-    command = [sys.executable, "-m", "fermion", "serve", *args, "--port", str(port)]
-    process = subprocess.Popen(
-        command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(
-                f"the server exited: {process.stderr.read() if process.stderr else ''}"
-            )
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return process, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    process.kill()
-    raise AssertionError("the server never became ready")
-
-
-def test_sigterm_finishes_the_request_in_flight_then_exits_0(served_workspace: Workspace) -> None:
+def test_sigterm_finishes_the_request_in_flight_then_exits_0(
+    start_server: Any, served_workspace: Workspace
+) -> None:
     process, url = start_server(served_workspace.root, "credit@production", "--no-auth")
     try:
         small = httpx.post(f"{url}/v1/models/credit/predict", json={"rows": [ROW]}, timeout=10)
@@ -109,7 +77,9 @@ def test_serve_refuses_bad_input_in_one_line(
     assert f"cannot listen on 127.0.0.1:{port}" in result.output
 
 
-def test_the_python_client_against_a_keyed_server(served_workspace: Workspace) -> None:
+def test_the_python_client_against_a_keyed_server(
+    start_server: Any, served_workspace: Workspace
+) -> None:
     import fermion
     from fermion.errors import AuthenticationError, InvalidInputError, PermissionDeniedError
 

@@ -136,6 +136,10 @@ async def model_ready(request: Request, state: ServerState, exchange: Exchange) 
 
 async def infer(request: Request, state: ServerState, exchange: Exchange) -> Response:
     served = _served(request, state, exchange)
+    if served.task == "embedding":
+        raise InvalidInputError(
+            f"{served.name!r} is an embedding model: it answers on POST /v1/embeddings"
+        )
     encoding = request.headers.get("content-encoding", "identity").lower()
     if encoding != "identity":
         raise HTTPError(

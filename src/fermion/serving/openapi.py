@@ -78,9 +78,11 @@ def _model_paths(served: ServedModel) -> dict[str, Any]:
             },
         ]
     }
-    value: dict[str, Any] = (
-        {"type": "number"} if signature.task == "regression" else {"enum": served.classes}
-    )
+    value: dict[str, Any] = {"enum": served.classes}
+    if signature.task == "regression":
+        value = {"type": "number"}
+    elif signature.task == "embedding":
+        value = {"type": "array", "items": {"type": "number"}}
     answer: dict[str, Any] = {
         "type": "object",
         "properties": {
@@ -126,12 +128,40 @@ def _model_paths(served: ServedModel) -> dict[str, Any]:
     }
 
 
+def _embeddings_path(models: list[str]) -> dict[str, Any]:
+    body = {
+        "type": "object",
+        "properties": {
+            "model": {"enum": models},
+            "input": {
+                "anyOf": [
+                    {"type": "string", "minLength": 1},
+                    {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1},
+                ]
+            },
+            "encoding_format": {"enum": ["float", "base64"]},
+        },
+        "required": ["model", "input"],
+    }
+    return {
+        "post": {
+            "summary": "OpenAI-compatible embeddings",
+            "operationId": "embeddings",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
+            "responses": {"200": {"description": "One vector per input text, in order"}},
+        }
+    }
+
+
 def document(state: ServerState) -> dict[str, Any]:
     from fermion import __version__
 
     paths: dict[str, Any] = {}
     for served in state.models.served():
         paths.update(_model_paths(served))
+    embedders = [s.name for s in state.models.served() if s.task == "embedding"]
+    if embedders:
+        paths["/v1/embeddings"] = _embeddings_path(embedders)
     for path, words in (
         ("/healthz", "Live while the process runs"),
         ("/readyz", "Ready once every model has loaded (503 before)"),
