@@ -173,6 +173,24 @@ def test_fits_are_deterministic_given_a_seed(name: str, datasets: dict[Task, Dat
     np.testing.assert_array_equal(runs[0].predict_proba(X_valid), runs[1].predict_proba(X_valid))
 
 
+@pytest.mark.parametrize("name", ["lightgbm", "xgboost", "torch_mlp"])
+def test_predictions_do_not_change_with_a_thread_limit(
+    name: str, datasets: dict[Task, Data]
+) -> None:
+    import torch
+
+    X, y, X_valid, _, k = datasets["multiclass"]
+    model = get_family(name).fit(X, y, task="multiclass", n_classes=k, params=FAST[name], seed=3)
+    before = model.predict_proba(X_valid)
+    threads = torch.get_num_threads()
+    try:
+        model.limit_threads(1)
+        assert model.predict_threads == 1
+        np.testing.assert_allclose(model.predict_proba(X_valid), before, rtol=1e-6)
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.mark.parametrize("name", ["hist_gb", "lightgbm", "xgboost", "random_forest"])
 def test_tree_families_take_missing_values_and_categorical_codes(
     name: str, datasets: dict[Task, Data]

@@ -86,14 +86,25 @@ class Model:
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """Predictions and, for a classifier that gives them, probabilities, from one
         preparation of the rows (what a server answers with)."""
+        from fermion.training.families.base import FittedModel
+
         features = self.prepare(rows)
         wanted = proba and self.gives_probabilities
         if features.shape[0] == 0:
             return np.empty(0), np.empty((0, len(self.classes))) if wanted else None
-        values = self._outputs(self._estimator.predict(features))
         if not wanted:
-            return values, None
-        return values, np.asarray(self._estimator.predict_proba(features), dtype=np.float64)
+            return self._outputs(self._estimator.predict(features)), None
+        probabilities = np.asarray(self._estimator.predict_proba(features), dtype=np.float64)
+        if isinstance(self._estimator, FittedModel):  # its labels are the likeliest classes
+            return self._outputs(np.argmax(probabilities, axis=1)), probabilities
+        return self._outputs(self._estimator.predict(features)), probabilities
+
+    def limit_threads(self, threads: int) -> None:
+        """Predict with at most `threads` threads per call, where the framework allows it
+        (LightGBM, XGBoost, torch); other models are left as they are."""
+        limit = getattr(self._estimator, "limit_threads", None)
+        if callable(limit):
+            limit(threads)
 
     def _outputs(self, raw: Any) -> np.ndarray:
         values: np.ndarray = np.asarray(raw)

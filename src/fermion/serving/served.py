@@ -73,6 +73,7 @@ class ServedModel:
         self.model = model
         self.version: ModelVersion = model.version
         self.load_seconds = load_seconds
+        model.limit_threads(1)  # calls run side by side in the inference threads
         self.checker = InputChecker(model.signature)
         self.classes: list[Any] = list(model.classes)
         self._schema = _frame_schema(model)

@@ -81,6 +81,12 @@ class FittedModel(ABC):
         self.n_features = n_features
         self.best_step = best_step
         self.history: dict[str, list[float]] = history if history is not None else {}
+        self.predict_threads = 0  # 0: the library's default (usually every core)
+
+    def limit_threads(self, threads: int) -> None:
+        """Predict with at most `threads` threads: a server runs many predictions side by
+        side, where a library's own thread pool per call only adds contention."""
+        self.predict_threads = max(1, threads)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.task} best_step={self.best_step}>"

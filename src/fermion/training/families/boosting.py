@@ -64,7 +64,9 @@ class LightGBMModel(FittedModel):
     flavor: ClassVar[str] = "lightgbm"
 
     def _predict_raw(self, X: Matrix) -> Floats:
-        out = np.asarray(self.estimator.predict(X, num_iteration=self.best_step), dtype=np.float64)
+        options = {"num_threads": self.predict_threads} if self.predict_threads else {}
+        out = self.estimator.predict(X, num_iteration=self.best_step, **options)
+        out = np.asarray(out, dtype=np.float64)
         return binary_columns(out) if self.task == "binary" else out
 
 
@@ -72,6 +74,10 @@ class XGBoostModel(FittedModel):
     """An XGBoost Booster already cut to its best round."""
 
     flavor: ClassVar[str] = "xgboost"
+
+    def limit_threads(self, threads: int) -> None:
+        super().limit_threads(threads)
+        self.estimator.set_param({"nthread": self.predict_threads})
 
     def _predict_raw(self, X: Matrix) -> Floats:
         out = np.asarray(self.estimator.inplace_predict(X), dtype=np.float64)

@@ -124,6 +124,13 @@ class TorchMLPModel(FittedModel):
         self.y_mean = y_mean
         self.y_scale = y_scale
 
+    def limit_threads(self, threads: int) -> None:
+        """torch's intra-op pool is per process: this sets it for every torch model here."""
+        import torch
+
+        super().limit_threads(threads)
+        torch.set_num_threads(self.predict_threads)
+
     def _predict_raw(self, X: Matrix) -> Floats:
         require("torch", "torch")
         import torch
