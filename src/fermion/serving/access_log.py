@@ -1,8 +1,8 @@
 """A structured JSON access log, written off the request path.
 
-A request only puts a tuple on a queue (about a microsecond); a daemon thread turns queued
-records into JSON lines and writes them in bulk, so a slow terminal or disk never slows
-answers down.
+A request only puts a tuple on a queue (about a microsecond); a daemon thread wakes every
+50 ms, turns the queued records into JSON lines and writes them in bulk, so a slow terminal
+or disk never slows answers down.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import IO, Any
 
 FIELDS = ("ts", "method", "path", "status", "ms", "model", "version", "key", "rows", "client")
 _STOP = object()
+FLUSH_S = 0.05  # how often queued records are written
 
 
 class AccessLog:
@@ -45,19 +46,20 @@ class AccessLog:
         self._thread.join(timeout=5)
 
     def _write_loop(self) -> None:
+        # Wakes on a timer, not on each record: a consumer blocked in get() would be woken
+        # (and take the GIL) once per request.
         import orjson
 
         stream = self._stream or sys.stderr
-        while True:
-            records = [self._queue.get()]
-            while len(records) < 1000:
+        stop = False
+        while not stop:
+            time.sleep(FLUSH_S)
+            lines = []
+            while True:
                 try:
-                    records.append(self._queue.get_nowait())
+                    record = self._queue.get_nowait()
                 except queue.Empty:
                     break
-            lines = []
-            stop = False
-            for record in records:
                 if record is _STOP:
                     stop = True
                     continue
@@ -70,8 +72,6 @@ class AccessLog:
                     stream.flush()
                 except (OSError, ValueError):  # a closed stream must not kill the thread
                     pass
-            if stop:
-                return
 
 
 def _iso(ts: float) -> str:
