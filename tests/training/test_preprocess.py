@@ -171,6 +171,25 @@ def test_json_round_trip_transforms_identically(family: Literal["trees", "linear
     assert restored.categorical_feature_indices == prep.categorical_feature_indices
 
 
+@pytest.mark.parametrize("family", ["trees", "linear"])
+def test_json_values_transform_as_their_frame_does(family: Literal["trees", "linear"]) -> None:
+    roles = {name: role for name, role in ROLES.items() if role != "datetime"}
+    roles["Code"] = "categorical"  # integers read as categories
+    training = loans().with_columns(pl.Series("Code", [1, 2, 2, None, 3]))
+    prep = preprocessor_for(family, roles).fit(training)
+    assert prep.reads_values
+    rows = [  # what a server receives: JSON values, some unseen, some missing
+        {"Amount": 250, "Term": 24.0, "Home": "own", "Married": False, "Code": 2},
+        {"Amount": None, "Term": None, "Home": "castle", "Married": None, "Code": 9},
+        {"Amount": 1e6, "Term": 1, "Home": None, "Married": True, "Code": None},
+    ]
+    columns = {name: [row[name] for row in rows] for name in roles}
+    schema = {"Amount": pl.Float64, "Term": pl.Int64, "Home": pl.String, "Married": pl.Boolean}
+    frame = pl.DataFrame(columns, schema={**schema, "Code": pl.Int64}, strict=False)
+    np.testing.assert_array_equal(prep.transform_values(columns, 3), prep.transform(frame))
+    assert not preprocessor_for(family, ROLES).fit(loans()).reads_values  # datetimes need a frame
+
+
 def test_bad_state_and_unfitted_use_are_errors() -> None:
     with pytest.raises(InvalidInputError, match="not a fitted preprocessor"):
         Preprocessor.from_dict({"version": 1})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,7 @@ import polars as pl
 from fermion.entities import ModelVersion, Signature
 from fermion.errors import InvalidInputError
 from fermion.registry.bundle import MANIFEST, read_manifest_file
-from fermion.registry.signature import Rows, conform, to_frame
+from fermion.registry.signature import Rows, conform, frame_schema, to_frame
 
 
 class Model:
@@ -86,9 +86,24 @@ class Model:
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """Predictions and, for a classifier that gives them, probabilities, from one
         preparation of the rows (what a server answers with)."""
+        return self._predict_features(self.prepare(rows), proba)
+
+    def predict_columns(
+        self, columns: Mapping[str, Sequence[Any]], rows: int, *, proba: bool = True
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """`predict_with_proba` for columns of JSON values whose types the caller checked
+        against the signature (a server's batch). The preprocessing reads the values directly
+        where it can; otherwise they become a frame first."""
+        preprocessor = self._preprocessor
+        if self._inputs == "matrix" and preprocessor is not None and preprocessor.reads_values:
+            features = preprocessor.transform_values(columns, rows)
+            return self._predict_features(features, proba)
+        frame = pl.DataFrame(dict(columns), schema=frame_schema(self.signature), strict=False)
+        return self.predict_with_proba(frame, proba=proba)
+
+    def _predict_features(self, features: Any, proba: bool) -> tuple[np.ndarray, np.ndarray | None]:
         from fermion.training.families.base import FittedModel
 
-        features = self.prepare(rows)
         wanted = proba and self.gives_probabilities
         if features.shape[0] == 0:
             return np.empty(0), np.empty((0, len(self.classes))) if wanted else None

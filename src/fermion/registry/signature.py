@@ -35,6 +35,15 @@ def signature_from_schema(
     return Signature(inputs, task, tuple(str(c) for c in classes), target)
 
 
+def frame_schema(signature: Signature) -> dict[str, pl.DataType]:
+    """Column types for rows of JSON values; datetimes stay text until `conform` parses them."""
+    text = pl.String()
+    return {
+        spec.name: text if spec.type == LogicalType.DATETIME else _DTYPES.get(spec.type, text)
+        for spec in signature.inputs
+    }
+
+
 Rows = Mapping[str, Any] | Sequence[Mapping[str, Any]] | pl.DataFrame | Any
 
 

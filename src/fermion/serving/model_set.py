@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
@@ -79,6 +79,7 @@ class ModelSet:
         self._errors: dict[str, str] = {}
         self._failed_versions: dict[str, int] = {}  # served name -> version id that failed
         self._names = {r.name for r in self.refs}
+        self.on_swap: Callable[[], None] | None = None  # called after each successful swap
 
     @property
     def ready(self) -> bool:
@@ -169,6 +170,8 @@ class ModelSet:
             return
         self._served[ref.name] = served  # the swap: new requests see the new version
         self._errors.pop(ref.name, None)
+        if self.on_swap is not None:
+            self.on_swap()
         self._metrics.swapped(ref.name, "swapped")
         log.warning(
             "%s now serves %s (was %s; loaded in %.2fs)",

@@ -16,8 +16,6 @@ from fermion.serving.inputs import Columns, InputChecker
 from fermion.serving.options import BatchOptions
 
 if TYPE_CHECKING:
-    import polars as pl
-
     from fermion.registry.model import Model
 
 
@@ -76,7 +74,6 @@ class ServedModel:
         model.limit_threads(1)  # calls run side by side in the inference threads
         self.checker = InputChecker(model.signature)
         self.classes: list[Any] = list(model.classes)
-        self._schema = _frame_schema(model)
         self._with_proba = model.task != "regression" and model.gives_probabilities
         self.batcher: Batcher[Prediction] = Batcher(
             self._call, options, executor, slots=slots, join=Prediction.join, on_batch=on_batch
@@ -91,12 +88,9 @@ class ServedModel:
 
     def _call(self, columns: Columns, rows: int) -> Prediction:
         """One model call on a batch; runs in the inference thread pool."""
-        import polars as pl
-
         if self.task == "embedding":  # one encode call for the batch's texts; a vector per row
             return Prediction(list(self.model.embed(columns[self.checker.names[0]])))
-        frame = pl.DataFrame(columns, schema=self._schema, strict=False)
-        values, proba = self.model.predict_with_proba(frame, proba=self._with_proba)
+        values, proba = self.model.predict_columns(columns, rows, proba=self._with_proba)
         return Prediction(values.tolist(), proba)
 
     def warm_up(self) -> None:
@@ -104,18 +98,6 @@ class ServedModel:
         row = {spec.name: _warmup_value(spec.type) for spec in self.model.signature.inputs}
         columns, rows = self.checker.from_rows([row])
         self._call(columns, rows)
-
-
-def _frame_schema(model: Model) -> dict[str, pl.DataType]:
-    """Column types for a request batch; datetimes stay text until the signature casts them."""
-    import polars as pl
-
-    types: dict[str, pl.DataType] = {
-        LogicalType.INTEGER: pl.Int64(),
-        LogicalType.FLOAT: pl.Float64(),
-        LogicalType.BOOLEAN: pl.Boolean(),
-    }
-    return {spec.name: types.get(spec.type, pl.String()) for spec in model.signature.inputs}
 
 
 def load_served(

@@ -7,7 +7,7 @@ Each is a frozen record of fitted state with `to_dict` (plain JSON) and a vector
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast, get_args
 
@@ -56,7 +56,19 @@ class ScalarEncoder:
         return [self.name]
 
     def write(self, series: pl.Series, out: np.ndarray) -> None:
-        values = _floats(series, self.role)
+        self._write_floats(_floats(series, self.role), out)
+
+    def write_values(self, values: Sequence[Any], out: np.ndarray) -> None:
+        """`write` for a list of JSON values already of the column's type (None: missing);
+        not for datetimes, which need Polars' parsing."""
+        if self.role == "datetime":
+            raise InvalidInputError(f"column {self.name!r}: datetimes are read from a frame")
+        nan = math.nan
+        self._write_floats(
+            np.array([nan if v is None else float(v) for v in values], dtype=np.float64), out
+        )
+
+    def _write_floats(self, values: np.ndarray, out: np.ndarray) -> None:
         if self.fill is not None:
             values = np.where(np.isnan(values), self.fill, values)
         if self.center != 0.0 or self.scale != 1.0:
@@ -121,7 +133,19 @@ class CategoricalEncoder:
         return codes.fill_null(-1).to_numpy()
 
     def write(self, series: pl.Series, out: np.ndarray) -> None:
-        codes = self.codes(series)
+        self._write_codes(self.codes(series), out)
+
+    def write_values(self, values: Sequence[Any], out: np.ndarray) -> None:
+        """`write` for a list of JSON values (None: missing), read as Polars reads them."""
+        lookup = self._codes
+        codes = np.fromiter(
+            (-1 if v is None else lookup.get(_as_text(v), -1) for v in values),
+            np.int64,
+            len(values),
+        )
+        self._write_codes(codes, out)
+
+    def _write_codes(self, codes: np.ndarray, out: np.ndarray) -> None:
         if self.onehot:
             out[...] = 0.0
             rows = np.flatnonzero(codes >= 0)
@@ -160,6 +184,10 @@ class TextEncoder:
     def write(self, series: pl.Series, out: np.ndarray) -> None:
         out[...] = embed_texts(as_strings(series).fill_null("").to_list(), model=self.model)
 
+    def write_values(self, values: Sequence[Any], out: np.ndarray) -> None:
+        texts = ["" if v is None else _as_text(v) for v in values]
+        out[...] = embed_texts(texts, model=self.model)
+
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "role": self.role, "model": self.model, "dim": self.dim}
 
@@ -182,6 +210,15 @@ def encoder_from_dict(state: Mapping[str, Any]) -> ColumnEncoder:
         raise InvalidInputError(f"column {name!r}: unknown role {role!r}")
     center, spread = float(state["center"]), float(state["scale"])
     return ScalarEncoder(name, cast(ColumnRole, role), fill, center, spread)
+
+
+def _as_text(value: Any) -> str:
+    """A JSON value as Polars casts it to text (booleans as true/false)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def as_strings(series: pl.Series) -> pl.Series:

@@ -150,6 +150,20 @@ class Preprocessor:
             column.write(frame.get_column(column.name), out[:, start:stop])
         return out
 
+    def transform_values(self, columns: Mapping[str, Sequence[Any]], rows: int) -> np.ndarray:
+        """`transform` for columns of JSON values already of their columns' types, without
+        building a frame (what a server does per batch); not for datetime columns."""
+        encoders = self._fitted()
+        out = np.empty((rows, self._slices[-1][1] if encoders else 0), dtype=np.float32)
+        for column, (start, stop) in zip(encoders, self._slices, strict=True):
+            column.write_values(columns[column.name], out[:, start:stop])
+        return out
+
+    @property
+    def reads_values(self) -> bool:
+        """Whether `transform_values` takes every column (datetimes need a frame)."""
+        return all(column.role != "datetime" for column in self._fitted())
+
     @property
     def feature_names(self) -> list[str]:
         return [name for column in self._fitted() for name in column.names()]
