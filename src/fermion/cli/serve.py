@@ -7,6 +7,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
+from fermion.errors import InvalidInputError
 from fermion.serving.options import MIB, BatchOptions, ServeOptions
 
 
@@ -17,6 +18,10 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8080, help="Port to listen on."),
     workers: int = typer.Option(1, help="Server processes, each with every model loaded."),
+    backend: str = typer.Option(
+        "uvicorn", help="uvicorn (this machine) or ray (Ray Serve replicas: docs/serving-ray.md)."
+    ),
+    replicas: int = typer.Option(1, help="Ray Serve replicas (--backend ray), one CPU each."),
     no_auth: bool = typer.Option(
         False, "--no-auth", help="Let requests in without an API key (loopback addresses only)."
     ),
@@ -72,4 +77,15 @@ def serve(
             )
         err.print("ready; Ctrl-C or SIGTERM stops the server")
 
+    if backend == "ray":
+        from fermion.serving.ray_backend import serve_on_ray
+
+        serve_on_ray(
+            refs, workspace=current_workspace(), options=options, replicas=replicas, on_ready=ready
+        )
+        return
+    if backend != "uvicorn":
+        raise InvalidInputError(f"--backend must be uvicorn or ray, not {backend!r}")
+    if replicas != 1:
+        raise InvalidInputError("--replicas is for --backend ray; uvicorn runs --workers")
     run_server(refs, workspace=current_workspace(), options=options, on_ready=ready)

@@ -17,7 +17,7 @@ import socket
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -63,9 +63,24 @@ def build_app(
 
 def app_from_env() -> Starlette:
     """The app of one worker process, from the spec the supervisor left in the environment."""
+    return app_from_spec(json.loads(os.environ[SPEC_ENV]))
+
+
+def serve_spec(
+    workspace: Workspace, refs: Sequence[ServedRef], options: ServeOptions
+) -> dict[str, Any]:
+    """What a worker process needs to build its app, as JSON values (see `app_from_spec`)."""
+    return {
+        "root": str(workspace.root),
+        "refs": [[r.name, r.ref] for r in refs],
+        "options": options.to_dict(),
+    }
+
+
+def app_from_spec(spec: Mapping[str, Any]) -> Starlette:
+    """The app of one worker: a uvicorn worker process or a Ray Serve replica."""
     from fermion.workspace import Workspace
 
-    spec = json.loads(os.environ[SPEC_ENV])
     workspace = Workspace.open(spec["root"])
     refs = [ServedRef(name, ref) for name, ref in spec["refs"]]
     _configure_logging()
@@ -108,13 +123,7 @@ def serve(
         return
     metrics_dir = Path(tempfile.mkdtemp(prefix="fermion-metrics-"))
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
-    os.environ[SPEC_ENV] = json.dumps(
-        {
-            "root": str(workspace.root),
-            "refs": [[r.name, r.ref] for r in served],
-            "options": options.to_dict(),
-        }
-    )
+    os.environ[SPEC_ENV] = json.dumps(serve_spec(workspace, served, options))
     try:
         with _sigterm_ends_normally():
             uvicorn.run(
