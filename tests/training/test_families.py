@@ -173,6 +173,24 @@ def test_fits_are_deterministic_given_a_seed(name: str, datasets: dict[Task, Dat
     np.testing.assert_array_equal(runs[0].predict_proba(X_valid), runs[1].predict_proba(X_valid))
 
 
+@pytest.mark.parametrize(
+    ("name", "task"), [("logistic", "binary"), ("logistic", "multiclass"), ("linear", "regression")]
+)
+def test_linear_models_predict_what_their_estimator_does(
+    name: str, task: Task, datasets: dict[Task, Data]
+) -> None:
+    X, y, X_valid, _, k = datasets[task]
+    model = get_family(name).fit(X, y, task=task, n_classes=k, params={}, seed=3)
+    estimator = model.estimator
+    if task == "regression":
+        expected = estimator.predict(X_valid)
+        np.testing.assert_allclose(model.predict(X_valid), expected, rtol=1e-12, atol=1e-12)
+    else:
+        expected = estimator.predict_proba(X_valid)
+        np.testing.assert_allclose(model.predict_proba(X_valid), expected, rtol=1e-12, atol=1e-15)
+        np.testing.assert_array_equal(model.predict(X_valid[:1]), [np.argmax(expected[0])])
+
+
 @pytest.mark.parametrize("name", ["lightgbm", "xgboost", "torch_mlp"])
 def test_predictions_do_not_change_with_a_thread_limit(
     name: str, datasets: dict[Task, Data]

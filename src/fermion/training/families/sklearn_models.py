@@ -51,10 +51,35 @@ class SklearnModel(FittedModel):
     flavor: ClassVar[str] = "sklearn"
 
     def _predict_raw(self, X: Matrix) -> Floats:
+        if _is_linear(self.estimator):
+            return self._predict_linear(X)
         if self.task == "regression":
             return np.asarray(self.estimator.predict(X), dtype=np.float64)
         proba = self.estimator.predict_proba(X)
         return class_columns(proba, self.estimator.classes_, self.n_classes)
+
+    def _predict_linear(self, X: Matrix) -> Floats:
+        """What the linear estimator's own predict computes, without its per-call checks
+        (about 0.1 ms, most of a one-row call in a server)."""
+        from scipy.special import expit
+        from sklearn.utils.extmath import softmax
+
+        scores = X @ self.estimator.coef_.T + self.estimator.intercept_
+        if self.task == "regression":
+            return np.asarray(scores, dtype=np.float64).reshape(len(X))
+        if scores.ndim == 1 or scores.shape[1] == 1:  # binary: one column of log-odds
+            positive = expit(scores.reshape(len(X)))
+            proba = np.column_stack([1 - positive, positive])
+        else:
+            proba = softmax(scores, copy=False)  # in the scores' own precision, as sklearn does
+        return class_columns(proba, self.estimator.classes_, self.n_classes)
+
+
+def _is_linear(estimator: Any) -> bool:
+    """LogisticRegression and Ridge: the two linear estimators the families fit."""
+    return type(estimator).__name__ in ("LogisticRegression", "Ridge") and type(
+        estimator
+    ).__module__.startswith("sklearn.linear_model")
 
 
 class SklearnFamily(ModelFamily):
