@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -45,6 +46,22 @@ def served_workspace(
 def row() -> dict[str, Any]:
     """A valid input row of the `credit` model."""
     return dict(ROW)
+
+
+@pytest.fixture
+def held_loading(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """Model loading waits (up to 10 s) until the returned event is set."""
+    from fermion.serving import model_set
+
+    release = threading.Event()
+    real = model_set.load_served
+
+    def held(*args: Any, **kwargs: Any) -> Any:
+        release.wait(10)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(model_set, "load_served", held)
+    return release
 
 
 @pytest.fixture(scope="session")

@@ -337,20 +337,9 @@ def test_requests_count_as_kserve_v2_and_limits_keep_their_status(
 
 
 def test_a_model_still_loading_is_not_ready(
-    serve: Any, served_workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+    serve: Any, served_workspace: Workspace, held_loading: Any
 ) -> None:
-    import threading
-
-    from fermion.serving import model_set
-
-    release = threading.Event()
-    real = model_set.load_served
-
-    def slow_load(*args: Any, **kwargs: Any) -> Any:
-        release.wait(10)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(model_set, "load_served", slow_load)
+    release = held_loading
     with serve(served_workspace, ["credit"], wait_ready=False) as (client, _):
         assert client.get("/v2/health/live").status_code == 200
         ready = client.get("/v2/health/ready")

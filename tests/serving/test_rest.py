@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -150,20 +151,9 @@ def test_the_access_log_is_one_json_line_per_request(
 
 
 def test_a_model_still_loading_is_503_and_not_ready(
-    serve: Any, served_workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+    serve: Any, served_workspace: Workspace, held_loading: Any
 ) -> None:
-    import threading
-
-    from fermion.serving import model_set
-
-    release = threading.Event()
-    real = model_set.load_served
-
-    def slow_load(*args: Any, **kwargs: Any) -> Any:
-        release.wait(10)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(model_set, "load_served", slow_load)
+    release = held_loading
     with serve(served_workspace, ["credit"], wait_ready=False) as (client, _):
         assert client.get("/healthz").status_code == 200
         assert client.get("/readyz").status_code == 503
@@ -176,5 +166,5 @@ def test_a_model_still_loading_is_503_and_not_ready(
         for _ in range(500):
             if state.models.ready:
                 break
-            threading.Event().wait(0.02)
+            time.sleep(0.02)
         assert client.post(PREDICT, json={"rows": [ROW]}).status_code == 200
