@@ -110,13 +110,13 @@ def build_objective(
     single = None if multi is not None else SearchSpace.from_dict(spec.space)
     if single is not None:
         cross_validation(spec.family)  # fail here, not in every trial, if the data cannot fold
-    folds_only = spec.pruner == "hyperband"
+    hyperband = spec.pruner == "hyperband"
 
-    def reporter(trial: optuna.Trial, family: str) -> Reporter:
+    def reporter(trial: optuna.Trial) -> Reporter:
         """Without a pruner nothing reads intermediate values: do not write them."""
         if spec.pruner == "none":
             return Reporter()
-        return TrialReporter(trial, folds_only=folds_only, family=family)
+        return TrialReporter(trial, hyperband=hyperband)
 
     def objective(trial: optuna.Trial) -> float | tuple[float, ...]:
         import optuna
@@ -143,7 +143,7 @@ def build_objective(
             )
             run.log_params({"trial": trial.number, "model": family_name, **sampled})
             try:
-                result = cv.evaluate(params, reporter(trial, family_name))
+                result = cv.evaluate(params, reporter(trial))
             except Pruned as exc:
                 pruned = exc
                 run.set_tag("state", "pruned")
