@@ -108,16 +108,16 @@ def evaluate(model: str, data: str, **options: Any) -> EvaluationReport:
     return evaluate_registered(current_workspace(), model, data, **options)
 
 
-def serve(*refs: str, **options: Any) -> None:
+def serve(*refs: str, backend: str = "uvicorn", replicas: int = 1, **options: Any) -> None:
     """Serve registered models (`"credit@production"`, ...) over HTTP until SIGTERM or Ctrl-C.
 
     Options are the fields of `fermion.serving.options.ServeOptions`: host, port, workers,
     auth, max_body_bytes, request_timeout_s, access_log, batch (a `BatchOptions`), ...
+    `backend="ray"` runs `replicas` copies of the same server as a Ray Serve application.
     """
     from dataclasses import fields
 
     from fermion.serving.options import ServeOptions
-    from fermion.serving.server import serve as run_server
 
     known = {f.name for f in fields(ServeOptions)}
     unknown = sorted(set(options) - known)
@@ -125,7 +125,19 @@ def serve(*refs: str, **options: Any) -> None:
         raise InvalidInputError(
             f"unknown serve option {unknown[0]!r}; expected one of: {', '.join(sorted(known))}"
         )
-    run_server(refs, workspace=current_workspace(), options=ServeOptions(**options))
+    settings = ServeOptions(**options)
+    if backend == "ray":
+        from fermion.serving.ray_backend import serve_on_ray
+
+        serve_on_ray(refs, workspace=current_workspace(), options=settings, replicas=replicas)
+        return
+    if backend != "uvicorn":
+        raise InvalidInputError(f"backend must be uvicorn or ray, not {backend!r}")
+    if replicas != 1:
+        raise InvalidInputError("replicas is for backend='ray'; uvicorn runs workers")
+    from fermion.serving.server import serve as run_server
+
+    run_server(refs, workspace=current_workspace(), options=settings)
 
 
 def __getattr__(name: str) -> Any:

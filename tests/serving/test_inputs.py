@@ -105,3 +105,12 @@ def test_fermion_serve_names_an_unknown_option() -> None:
 
     with pytest.raises(InvalidInputError, match="unknown serve option 'prot'"):
         fermion.serve("credit", prot=8080)
+
+
+def test_fermion_serve_names_a_wrong_backend() -> None:
+    import fermion
+
+    with pytest.raises(InvalidInputError, match="backend must be uvicorn or ray"):
+        fermion.serve("credit", backend="k8s")
+    with pytest.raises(InvalidInputError, match="replicas is for backend='ray'"):
+        fermion.serve("credit", replicas=2)

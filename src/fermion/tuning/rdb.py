@@ -7,7 +7,9 @@ write or read (Fermion writes the trial's setup attribute right after sampling, 
 fit), and are committed in one transaction then. The trial itself never waits on them:
 Optuna's `Trial` keeps its own params.
 
-This leans on two of `RDBStorage`'s internal methods; `batched_params_supported()` says
+The params and the attribute Fermion writes right after sampling share one transaction.
+
+This leans on three of `RDBStorage`'s internal methods; `batched_params_supported()` says
 whether the installed Optuna has them, and `open_storage` falls back to the plain storage
 when it does not.
 """
@@ -33,7 +35,9 @@ def batched_params_supported() -> bool:
     return (
         hasattr(RDBStorage, "_set_trial_param")
         and hasattr(RDBStorage, "_set_trial_param_without_commit")
+        and hasattr(RDBStorage, "_set_trial_attr_without_commit")
         and hasattr(rdb, "_create_scoped_session")
+        and hasattr(rdb, "models")
     )
 
 
@@ -63,19 +67,24 @@ class BatchedParamsStorage(RDBStorage):
         """Commit the params waiting for `trial_id` (every trial's when None)."""
         from optuna.storages._rdb.storage import _create_scoped_session
 
+        for pending_id, pending in self._take(trial_id):
+            with _create_scoped_session(self.scoped_session, True) as session:
+                self._write_params(session, pending_id, pending)
+
+    def _take(self, trial_id: int | None) -> list[tuple[int, list[_Pending]]]:
         with self._pending_lock:
             if trial_id is None:
                 batches = list(self._pending.items())
                 self._pending.clear()
-            else:
-                batch = self._pending.pop(trial_id, None)
-                batches = [(trial_id, batch)] if batch else []
-        for pending_id, pending in batches:
-            with _create_scoped_session(self.scoped_session, True) as session:
-                for name, value, distribution, previous in pending:
-                    self._set_trial_param_without_commit(
-                        session, pending_id, name, value, distribution, previous
-                    )
+                return batches
+            batch = self._pending.pop(trial_id, None)
+            return [(trial_id, batch)] if batch else []
+
+    def _write_params(self, session: Any, trial_id: int, pending: list[_Pending]) -> None:
+        for name, value, distribution, previous in pending:
+            self._set_trial_param_without_commit(
+                session, trial_id, name, value, distribution, previous
+            )
 
     # Every other call that writes or reads a trial commits its waiting params first.
 
@@ -92,8 +101,17 @@ class BatchedParamsStorage(RDBStorage):
         super().set_trial_intermediate_value(trial_id, step, intermediate_value)
 
     def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
-        self.flush_params(trial_id)
-        super().set_trial_user_attr(trial_id, key, value)
+        # The waiting params and the attribute (Fermion's setup facts, written right after
+        # sampling) go in one transaction.
+        from optuna.storages._rdb import models
+        from optuna.storages._rdb.storage import _create_scoped_session
+
+        with _create_scoped_session(self.scoped_session, True) as session:
+            for pending_id, pending in self._take(trial_id):
+                self._write_params(session, pending_id, pending)
+            self._set_trial_attr_without_commit(
+                session, models.TrialUserAttributeModel, trial_id, key, value
+            )
 
     def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
         self.flush_params(trial_id)
