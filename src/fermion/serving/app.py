@@ -133,10 +133,11 @@ class ServerState:
                 exchange.model, exchange.version, protocol, status, seconds
             )
             if self.access_log is not None:
-                client = request.client.host if request.client else ""
+                scope = request.scope  # not request.url/.client: they build objects
+                client = scope["client"][0] if scope.get("client") else ""
                 self.access_log.record(
-                    request.method,
-                    request.url.path,
+                    scope["method"],
+                    scope["path"],
                     status,
                     seconds,
                     exchange.model,

@@ -103,9 +103,10 @@ def _classify(exc: BaseException) -> tuple[int, str, dict[str, Any], dict[str, s
     return 500, "internal", {}, None
 
 
-async def read_json(request: Request, limit: int, timeout_s: float) -> Any:
+async def read_json(request: Request, limit: int, timeout_s: float | None) -> Any:
     """The body parsed as JSON: 413 past `limit` bytes (before reading it whole when the
-    client declares its length), 408 when it takes longer than `timeout_s`, 400 if malformed."""
+    client declares its length), 408 when it takes longer than `timeout_s` (None: the caller
+    times it), 400 if malformed."""
     body = await read_body(request, limit, timeout_s)
     if not body:
         raise HTTPError(400, "bad_request", "the body is empty; send a JSON object")
@@ -115,9 +116,10 @@ async def read_json(request: Request, limit: int, timeout_s: float) -> Any:
         raise HTTPError(400, "malformed_json", f"malformed JSON: {exc}") from None
 
 
-async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
+async def read_body(request: Request, limit: int, timeout_s: float | None) -> bytes:
     """The raw body, possibly empty: 413 past `limit` bytes (before reading it whole when the
-    client declares its length), 408 when it takes longer than `timeout_s`."""
+    client declares its length), 408 when it takes longer than `timeout_s` (None: the caller
+    times it and answers `slow_body()`)."""
     declared = request.headers.get("content-length")
     if declared is not None:
         if not (declared.isascii() and declared.isdigit()):
@@ -136,8 +138,12 @@ async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
                     )
                 chunks.append(chunk)
     except TimeoutError:
-        raise HTTPError(408, "request_timeout", "the body took too long to arrive") from None
+        raise slow_body() from None
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def slow_body() -> HTTPError:
+    return HTTPError(408, "request_timeout", "the body took too long to arrive")
 
 
 def credential(request: Request) -> str | None:

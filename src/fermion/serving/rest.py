@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from fermion.serving.http import json_response, read_json
+from fermion.serving.http import json_response, read_json, slow_body
 from fermion.serving.inputs import columns_from_body
 
 if TYPE_CHECKING:
@@ -44,11 +44,18 @@ async def predict(request: Request, state: ServerState, exchange: Exchange) -> R
     state.authorize(request, f"predict:{name}", exchange)
     served = state.models.get(name)
     exchange.version = str(served.version.version)
-    body = await read_json(request, state.options.max_body_bytes, state.options.request_timeout_s)
-    columns, rows = columns_from_body(served.checker, body)
-    exchange.rows = rows
-    async with asyncio.timeout(state.options.request_timeout_s):
-        prediction = await served.predict(columns, rows)
+    options = state.options
+    body = None
+    try:  # one deadline for the whole request: a timer costs the event loop per request
+        async with asyncio.timeout(options.request_timeout_s):
+            body = await read_json(request, options.max_body_bytes, None)
+            columns, rows = columns_from_body(served.checker, body)
+            exchange.rows = rows
+            prediction = await served.predict(columns, rows)
+    except TimeoutError:
+        if body is None:
+            raise slow_body() from None
+        raise  # the model took too long: 504
     answer: dict[str, Any] = {
         "model": name,
         "version": served.version.version,
