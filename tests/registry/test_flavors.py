@@ -167,3 +167,28 @@ def test_unknown_flavor_names_the_choices() -> None:
     }
     with pytest.raises(InvalidInputError, match="unknown model flavor 'onnx'; choose one of"):
         get_flavor("onnx")
+
+
+def test_loading_a_scikit_learn_model_does_not_import_torch(tmp_path: Path) -> None:
+    """skops lists its trusted types by importing every scikit-learn package, torch's
+    array-API adapter among them; a served scikit-learn model must not pay for torch."""
+    import subprocess
+    import sys
+
+    X, y = make_classification(n_samples=60, n_features=4, random_state=0)
+    model = get_family("logistic").fit(X, y, task="binary", n_classes=2, params={}, seed=0)
+    meta = SklearnFlavor().save(model, tmp_path / "model")
+    (tmp_path / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+    script = (
+        "import json, sys\n"
+        "from pathlib import Path\n"
+        "from fermion.registry.flavors.sklearn_flavor import SklearnFlavor\n"
+        f"folder = Path({str(tmp_path)!r})\n"
+        "meta = json.loads((folder / 'meta.json').read_text())\n"
+        "model = SklearnFlavor().load(folder / 'model', meta, trusted=False)\n"
+        "print(model.predict_proba([[0.1, 0.2, 0.3, 0.4]]).shape, 'torch' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert result.stdout.split() == ["(1,", "2)", "False"]

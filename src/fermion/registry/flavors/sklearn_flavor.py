@@ -6,6 +6,7 @@ a file holding any other type is refused unless the caller trusts its source.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -20,9 +21,36 @@ _SAFE_PREFIXES = ("sklearn.", "numpy.")
 _SAFE_NAMES = frozenset({"functools.partial"})
 
 
+class _SkipTorchAdapter:
+    """An import finder that refuses scikit-learn's array-API adapter for torch.
+
+    Importing `skops.io` builds its list of trusted types by walking every scikit-learn
+    package, importing each; one is the adapter for torch arrays, which imports torch (about
+    2 s, more than everything else a server loads) though no estimator needs it. The walk
+    skips a package whose import fails."""
+
+    def find_spec(self, name: str, path: Any, target: Any = None) -> None:
+        if name == "sklearn.externals.array_api_compat.torch":
+            raise ImportError("not needed to list scikit-learn's estimators")
+
+
+def skops_io() -> Any:
+    """`skops.io`, imported without importing torch when torch is not loaded already."""
+    if "skops.io" not in sys.modules and "torch" not in sys.modules:
+        finder = _SkipTorchAdapter()
+        sys.meta_path.insert(0, finder)
+        try:
+            import skops.io  # noqa: F401  (imported here, under the finder)
+        finally:
+            sys.meta_path.remove(finder)
+    import skops.io as sio
+
+    return sio
+
+
 def untrusted_types(path: Path) -> list[str]:
     """Types in a skops file outside scikit-learn, numpy and skops' own defaults."""
-    import skops.io as sio
+    sio = skops_io()
 
     return [
         name
@@ -40,8 +68,8 @@ class SklearnFlavor:
             raise InvalidInputError(f"the sklearn flavor saves SklearnModel, not {model!r}")
         import sklearn
         import skops
-        import skops.io as sio
 
+        sio = skops_io()
         folder.mkdir(parents=True, exist_ok=True)
         sio.dump(model.estimator, folder / MODEL_FILE)
         return {
@@ -54,8 +82,7 @@ class SklearnFlavor:
         }
 
     def load(self, folder: Path, meta: Mapping[str, Any], *, trusted: bool) -> FittedModel:
-        import skops.io as sio
-
+        sio = skops_io()
         path = folder / MODEL_FILE
         if not path.is_file():
             raise StorageError(f"model file {path} is missing")
