@@ -80,3 +80,31 @@ def test_params_are_committed_before_other_trials_are_read(url: str) -> None:
         assert "depth" in running[0].params
     finally:
         close_storage(storage)
+
+
+def test_a_new_trial_and_a_finished_one_are_read_from_memory(url: str) -> None:
+    storage = open_storage(url)
+    try:
+        with quiet_optuna():
+            study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
+            transactions = _transactions(storage)
+            trial = study.ask()  # Optuna reads the trial it just created
+            x = trial.suggest_float("x", 0.0, 1.0)
+            trial.set_user_attr("fermion", {"x": x})
+            study.tell(trial, 0.25)
+            reads = [
+                sql
+                for transaction in transactions
+                for sql in transaction
+                if sql.startswith("SELECT") and "FROM trials" in sql and "trial_id = " in sql
+            ]
+            finished = [storage.get_trial(trial._trial_id) for _ in range(3)]
+        finished[0].params["x"] = -1.0  # what a caller does to its copy stays with it
+        for copy in finished[1:]:
+            assert copy.params == {"x": x} and copy.value == 0.25
+            assert copy.user_attrs == {"fermion": {"x": x}}
+            assert copy.state.is_finished()
+        assert storage.get_trial(trial._trial_id).params == {"x": x}
+        assert len(reads) <= 6  # Optuna alone reads the trial row a dozen times
+    finally:
+        close_storage(storage)

@@ -16,7 +16,9 @@ when it does not.
 
 from __future__ import annotations
 
+import copy
 import threading
+from collections import OrderedDict
 from collections.abc import Container, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial, TrialState
 
 _Pending = tuple[str, float, "BaseDistribution", "BaseDistribution | None"]
+_KNOWN_TRIALS = 64
 
 
 def batched_params_supported() -> bool:
@@ -36,6 +39,7 @@ def batched_params_supported() -> bool:
         hasattr(RDBStorage, "_set_trial_param")
         and hasattr(RDBStorage, "_set_trial_param_without_commit")
         and hasattr(RDBStorage, "_set_trial_attr_without_commit")
+        and hasattr(RDBStorage, "_create_new_trial")
         and hasattr(rdb, "_create_scoped_session")
         and hasattr(rdb, "models")
     )
@@ -49,6 +53,10 @@ class BatchedParamsStorage(RDBStorage):
         super().__init__(*args, **kwargs)
         self._pending: dict[int, list[_Pending]] = {}
         self._pending_lock = threading.Lock()
+        # Trials as just created, for the read Optuna makes right after (one each), and
+        # finished trials, which no longer change: each read of a trial is a few ms of ORM.
+        self._known: OrderedDict[int, FrozenTrial | None] = OrderedDict()
+        self._fresh: set[int] = set()
 
     def _set_trial_param(
         self,
@@ -58,6 +66,7 @@ class BatchedParamsStorage(RDBStorage):
         distribution: BaseDistribution,
         previous_distribution: BaseDistribution | None,
     ) -> None:
+        self._forget(trial_id)
         with self._pending_lock:
             self._pending.setdefault(trial_id, []).append(
                 (param_name, param_value_internal, distribution, previous_distribution)
@@ -92,12 +101,19 @@ class BatchedParamsStorage(RDBStorage):
         self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
     ) -> bool:
         self.flush_params(trial_id)
+        self._forget(trial_id)
         return super().set_trial_state_values(trial_id, state, values)
+
+    def _forget(self, trial_id: int) -> None:
+        with self._pending_lock:
+            self._known.pop(trial_id, None)
+            self._fresh.discard(trial_id)
 
     def set_trial_intermediate_value(
         self, trial_id: int, step: int, intermediate_value: float
     ) -> None:
         self.flush_params(trial_id)
+        self._forget(trial_id)
         super().set_trial_intermediate_value(trial_id, step, intermediate_value)
 
     def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
@@ -106,6 +122,7 @@ class BatchedParamsStorage(RDBStorage):
         from optuna.storages._rdb import models
         from optuna.storages._rdb.storage import _create_scoped_session
 
+        self._forget(trial_id)
         with _create_scoped_session(self.scoped_session, True) as session:
             for pending_id, pending in self._take(trial_id):
                 self._write_params(session, pending_id, pending)
@@ -115,6 +132,7 @@ class BatchedParamsStorage(RDBStorage):
 
     def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
         self.flush_params(trial_id)
+        self._forget(trial_id)
         super().set_trial_system_attr(trial_id, key, value)
 
     def get_trial_param(self, trial_id: int, param_name: str) -> float:
@@ -123,7 +141,34 @@ class BatchedParamsStorage(RDBStorage):
 
     def get_trial(self, trial_id: int) -> FrozenTrial:
         self.flush_params(trial_id)
-        return super().get_trial(trial_id)
+        with self._pending_lock:
+            known = self._known.get(trial_id)
+            if known is not None and trial_id in self._fresh:  # read once, then from the db
+                self._fresh.discard(trial_id)
+                del self._known[trial_id]
+        if known is not None:
+            return copy.deepcopy(known)  # callers (a Trial) update what they get
+        trial = super().get_trial(trial_id)
+        if trial.state.is_finished():
+            self._remember(trial_id, copy.deepcopy(trial))
+        return trial
+
+    def _create_new_trial(
+        self, study_id: int, template_trial: FrozenTrial | None = None
+    ) -> FrozenTrial:
+        trial = super()._create_new_trial(study_id, template_trial)
+        self._remember(trial._trial_id, copy.deepcopy(trial), fresh=True)
+        return trial
+
+    def _remember(self, trial_id: int, trial: FrozenTrial, *, fresh: bool = False) -> None:
+        with self._pending_lock:
+            self._known[trial_id] = trial
+            self._known.move_to_end(trial_id)
+            if fresh:
+                self._fresh.add(trial_id)
+            while len(self._known) > _KNOWN_TRIALS:
+                forgotten, _ = self._known.popitem(last=False)
+                self._fresh.discard(forgotten)
 
     def get_all_trials(
         self,
