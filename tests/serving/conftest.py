@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -141,3 +142,27 @@ def start_server_process(root: Path, *args: str) -> tuple[subprocess.Popen[str],
 def start_server() -> Any:
     """`start_server(root, *args) -> (process, url)`: see `start_server_process`."""
     return start_server_process
+
+
+def sigterm_during(process: subprocess.Popen[str], url: str, body: dict[str, Any]) -> Any:
+    """SIGTERM to `process` while a predict request with `body` is in flight (sent 0.3 s
+    before); the answer it got."""
+    import httpx
+
+    result: dict[str, Any] = {}
+
+    def call() -> None:
+        result["answer"] = httpx.post(f"{url}/v1/models/credit/predict", json=body, timeout=60)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    time.sleep(0.3)
+    process.send_signal(signal.SIGTERM)
+    caller.join(60)
+    return result["answer"]
+
+
+@pytest.fixture(scope="session")
+def sigterm_in_flight() -> Any:
+    """`sigterm_in_flight(process, url, body) -> answer`: see `sigterm_during`."""
+    return sigterm_during

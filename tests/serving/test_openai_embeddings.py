@@ -194,7 +194,6 @@ def test_texts_of_concurrent_requests_share_one_model_call(
                 options=BatchOptions(max_wait_ms=50),
                 executor=executor,
                 slots=1,
-                load_seconds=0.0,
                 on_batch=batches.append,
             )
             calls = [served.predict({"input": texts}, len(texts)) for texts in requests]

@@ -4,10 +4,8 @@ request in flight finish, then shuts Serve down."""
 
 from __future__ import annotations
 
-import signal
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -42,6 +40,7 @@ def ray_address(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 def test_replicas_answer_like_the_model_then_sigterm_drains_and_stops_serve(
     ray_address: str,
     start_server: Any,
+    sigterm_in_flight: Any,
     served_workspace: Workspace,
     row: dict[str, Any],
     monkeypatch: pytest.MonkeyPatch,
@@ -79,18 +78,9 @@ def test_replicas_answer_like_the_model_then_sigterm_drains_and_stops_serve(
         assert httpx.get(f"{url}/readyz", timeout=10).status_code == 200  # left as it was
 
         big = {"rows": [row] * 100_000}  # 5 MB, long enough to be in flight when SIGTERM comes
-        result: dict[str, Any] = {}
-
-        def call() -> None:
-            result["answer"] = httpx.post(f"{url}{PREDICT}", json=big, timeout=60)
-
-        caller = threading.Thread(target=call)
-        caller.start()
-        time.sleep(0.5)
-        process.send_signal(signal.SIGTERM)
-        caller.join(60)
-        assert result["answer"].status_code == 200
-        assert len(result["answer"].json()["predictions"]) == 100_000
+        answer = sigterm_in_flight(process, url, big)
+        assert answer.status_code == 200
+        assert len(answer.json()["predictions"]) == 100_000
         assert process.wait(60) == 0
     finally:
         if process.poll() is None:

@@ -3,10 +3,7 @@ in flight finish before the process exits 0."""
 
 from __future__ import annotations
 
-import signal
 import socket
-import threading
-import time
 from typing import Any
 
 import httpx
@@ -19,25 +16,16 @@ pytestmark = pytest.mark.slow
 
 
 def test_sigterm_finishes_the_request_in_flight_then_exits_0(
-    start_server: Any, served_workspace: Workspace
+    start_server: Any, sigterm_in_flight: Any, served_workspace: Workspace
 ) -> None:
     process, url = start_server(served_workspace.root, "credit@production", "--no-auth")
     try:
         small = httpx.post(f"{url}/v1/models/credit/predict", json={"rows": [ROW]}, timeout=10)
         assert small.status_code == 200 and small.json()["version"] == 1
         big = {"rows": [ROW] * 100_000}  # long enough to be in flight when SIGTERM comes
-        result: dict[str, Any] = {}
-
-        def call() -> None:
-            result["answer"] = httpx.post(f"{url}/v1/models/credit/predict", json=big, timeout=60)
-
-        caller = threading.Thread(target=call)
-        caller.start()
-        time.sleep(0.3)
-        process.send_signal(signal.SIGTERM)
-        caller.join(60)
-        assert result["answer"].status_code == 200
-        assert len(result["answer"].json()["predictions"]) == 100_000
+        answer = sigterm_in_flight(process, url, big)
+        assert answer.status_code == 200
+        assert len(answer.json()["predictions"]) == 100_000
         assert process.wait(30) == 0
     finally:
         if process.poll() is None:

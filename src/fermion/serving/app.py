@@ -76,8 +76,7 @@ class ServerState:
     async def start(self) -> None:
         if self.options.access_log:
             self.access_log = AccessLog(self._log_stream)
-        if self.guard is not None:
-            await asyncio.to_thread(self.guard.refresh)
+        if self.guard is not None:  # it read the keys when it was made
             self._tasks.append(asyncio.create_task(self._refresh_keys()))
         self._tasks.append(asyncio.create_task(self._load_then_watch()))
 

@@ -62,10 +62,6 @@ class Batcher(Generic[R]):
         self._in_flight = 0
         self._timer: asyncio.TimerHandle | None = None
 
-    @property
-    def in_flight(self) -> int:
-        return self._in_flight
-
     async def submit(self, columns: Columns, rows: int) -> Any:
         """The model's answer for these rows; a request over the batch size goes in parts."""
         if self._merge and rows > self._max_rows:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from fermion.errors import InvalidInputError
@@ -86,9 +86,6 @@ class ServeOptions:
             k: BatchOptions(**v) for k, v in values.get("model_batch", {}).items()
         }
         return cls(**values)
-
-    def with_port(self, port: int) -> ServeOptions:
-        return replace(self, port=port)
 
 
 def _batch_dict(options: BatchOptions) -> dict[str, Any]:

@@ -63,7 +63,7 @@ def serve_on_ray(
     Ray Serve is shut down at the end if this call started it (otherwise only this
     application is deleted), and so is a Ray instance this call started.
     """
-    from fermion.tuning.ray_workers import require_ray
+    from fermion.tuning.ray_workers import require_ray, start_ray
     from fermion.workspace import current_workspace
 
     options = options or ServeOptions()
@@ -93,7 +93,7 @@ def serve_on_ray(
 
     ray_started_here = not ray.is_initialized()
     if ray_started_here:
-        _start_ray(ray)
+        start_ray(ray, loggers=("ray", "ray.serve"))
     try:
         with _signals_interrupt():
             serve_started_here = _check_serve(serve)
@@ -270,26 +270,6 @@ def _import_ray_serve() -> tuple[Any, Any]:
             "--backend ray needs Ray Serve: pip install 'fermion[ray]'"
         ) from exc
     return ray, serve
-
-
-def _start_ray(ray: Any) -> None:
-    """Connect to $RAY_ADDRESS, or start a local instance without its dashboard."""
-    address = os.environ.get("RAY_ADDRESS") or None
-    # Ray and Ray Serve log their start-up notes as warnings and infos; a Fermion user sees
-    # errors only.
-    for name in ("ray", "ray.serve"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    try:
-        ray.init(
-            address=address,
-            include_dashboard=False,
-            log_to_driver=False,
-            logging_level="ERROR",
-            configure_logging=False,
-        )
-    except Exception as exc:
-        where = f"the Ray cluster at {address}" if address else "a local Ray instance"
-        raise FermionError(f"cannot start {where}: {first_line(exc)}") from exc
 
 
 @contextlib.contextmanager

@@ -62,7 +62,6 @@ class ServedModel:
         options: BatchOptions,
         executor: Executor,
         slots: int,
-        load_seconds: float,
         on_batch: Any = None,
     ) -> None:
         assert model.version is not None
@@ -70,11 +69,11 @@ class ServedModel:
         self.ref = ref
         self.model = model
         self.version: ModelVersion = model.version
-        self.load_seconds = load_seconds
+        self.load_seconds = 0.0  # set by `load_served`
         model.limit_threads(1)  # calls run side by side in the inference threads
         self.checker = InputChecker(model.signature)
         self.classes: list[Any] = list(model.classes)
-        self._with_proba = model.task != "regression" and model.gives_probabilities
+        self._with_proba = model.gives_probabilities
         self.batcher: Batcher[Prediction] = Batcher(
             self._call, options, executor, slots=slots, join=Prediction.join, on_batch=on_batch
         )
@@ -121,7 +120,6 @@ def load_served(
         options=options,
         executor=executor,
         slots=slots,
-        load_seconds=0.0,
         on_batch=on_batch,
     )
     served.warm_up()

@@ -35,7 +35,7 @@ def run_on_ray(spec: WorkerSpec, jobs: int, poll: Callable[[], None]) -> list[st
     ray = _import_ray()
     started_here = not ray.is_initialized()
     if started_here:
-        _start(ray)
+        start_ray(ray)
     try:
         task = ray.remote(num_cpus=1, max_retries=0)(run_worker_process)
         env = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX)}
@@ -86,12 +86,13 @@ def _import_ray() -> ModuleType:
     return ray
 
 
-def _start(ray: Any) -> None:
+def start_ray(ray: Any, loggers: tuple[str, ...] = ("ray",)) -> None:
     """Connect to $RAY_ADDRESS, or start a local instance without its dashboard."""
     address = os.environ.get("RAY_ADDRESS") or None
     # Ray logs its start-up notes as warnings (e.g. that a new local instance uses token
     # authentication); a Fermion user sees errors only.
-    logging.getLogger("ray").setLevel(logging.ERROR)
+    for name in loggers:
+        logging.getLogger(name).setLevel(logging.ERROR)
     try:
         ray.init(
             address=address,
