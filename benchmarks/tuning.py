@@ -23,7 +23,7 @@ study in the workspace's database.
 
 Figures (each against a baseline measured in the same run; the 1-minute load average of this
 shared machine is printed next to each):
-  - best CV ROC AUC among the first N trials, Fermion (default median pruner) against the
+  - best CV ROC AUC among the first N trials, Fermion (default paired pruner) against the
     hand-written TPE script, mean over seeds; Fermion's trial 0 against LightGBM's defaults
     cross-validated by the hand-written code
   - overhead per trial: (trial wall time - `fit_seconds`) / trial wall time, averaged over the
@@ -36,8 +36,8 @@ shared machine is printed next to each):
     hand-written 1-process and 2-process scripts on the same work give the machine's ceiling.
     Two passes by default, the second in reverse order (ABBA), wall times summed, because the
     load of this shared machine changes from minute to minute
-  - pruning: tune() wall time with the median pruner against `pruner="none"`, and the change in
-    best score; the hand-written MedianPruner against no pruner as the reference
+  - pruning: tune() wall time with the default (paired) pruner against `pruner="none"`, and the
+    change in best score; the hand-written MedianPruner against no pruner as the reference
 Targets: best >= hand-written (within the noise band), trial 0 >= LightGBM defaults, overhead
 < 5%, jobs=2 >= 1.6x faster, pruning >= 25% less wall time at an equal best score. The noise
 band of a comparison is the standard error of the difference of the seed means (with one seed:
@@ -388,7 +388,7 @@ def fermion_study(
     trials: int,
     seed: int,
     *,
-    pruner: str = "median",
+    pruner: str = "paired",
     jobs: int = 1,
     space: Path | None = None,
 ) -> dict[str, Any]:
@@ -688,7 +688,7 @@ def pruning_checks(runs: dict[str, list[dict[str, Any]]]) -> list[Check]:
     hand_diff = mean(hand_pruned, "best") - mean(hand, "best")
     return [
         Check(
-            "pruning: wall time cut (median vs none)",
+            "pruning: wall time cut (paired vs none)",
             f"{cut:.0%} ({mean(pruned, 'wall'):.0f}s vs {mean(full, 'wall'):.0f}s, "
             f"{mean(pruned, 'pruned'):.0f} pruned)",
             f"{hand_cut:.0%} ({mean(hand_pruned, 'wall'):.0f}s vs {mean(hand, 'wall'):.0f}s, "

@@ -109,7 +109,7 @@ def tune(
     pruner: str = typer.Option(
         None,
         "--pruner",
-        help="median, hyperband or none (default median; none with several objectives).",
+        help="paired, median, hyperband or none (default paired; none with several objectives).",
     ),
     space: str = typer.Option(None, "--space", help="YAML file overriding the search space."),
     study: str = typer.Option(None, "--study", help="Study name (default: data-target-model)."),

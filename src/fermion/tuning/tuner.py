@@ -137,7 +137,7 @@ def tune(
     `metric` may name more objectives after the first (`"roc_auc,size_kb"`): the study is then
     multi-objective (NSGA-II by default, no pruning), its report holds the Pareto front, and
     the model registered is the front's smallest or fastest within the noise band of the best
-    metric. `sampler` defaults to TPE (NSGA-II with several objectives), `pruner` to median
+    metric. `sampler` defaults to TPE (NSGA-II with several objectives), `pruner` to paired
     (none with several objectives).
 
     `backend="ray"` runs the `jobs` workers as Ray tasks (a local Ray instance unless one is
@@ -291,7 +291,7 @@ def _search_strategy(
 ) -> tuple[str, str]:
     """The sampler and pruner, defaulted by the number of objectives and checked against it."""
     sampler = sampler or ("nsga2" if multi_objective else "tpe")
-    pruner = pruner or ("none" if multi_objective else "median")
+    pruner = pruner or ("none" if multi_objective else "paired")
     if sampler not in SAMPLERS:
         raise InvalidInputError(
             f"unknown sampler {sampler!r}; choose one of: {', '.join(SAMPLERS)}"
