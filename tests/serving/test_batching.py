@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from fermion.serving.batching import Batcher
+from fermion.serving.batching import Batcher, InferencePool
 from fermion.serving.inputs import Columns
 from fermion.serving.options import BatchOptions
 
@@ -46,16 +46,27 @@ class Model:
         return Doubled([v * 2 for v in columns["x"]])
 
 
-def batcher(model: Model, options: BatchOptions, slots: int = 1) -> Batcher[Doubled]:
-    executor = ThreadPoolExecutor(4)
-    return Batcher(model, options, executor, slots=slots, join=join)
+@pytest.fixture(params=["inference-pool", "thread-pool"])
+def batcher(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """`batcher(model, options, slots=1)`, running its calls in the server's pool or in any
+    `Executor`."""
+    pools: list[Any] = []
+
+    def make(model: Model, options: BatchOptions, slots: int = 1) -> Batcher[Doubled]:
+        pool = InferencePool(4) if request.param == "inference-pool" else ThreadPoolExecutor(4)
+        pools.append(pool)
+        return Batcher(model, options, pool, slots=slots, join=join)
+
+    yield make
+    for pool in pools:
+        pool.shutdown()
 
 
 def run(coroutine: Any) -> Any:
     return asyncio.run(coroutine)
 
 
-def test_a_lone_request_does_not_wait_for_company() -> None:
+def test_a_lone_request_does_not_wait_for_company(batcher: Any) -> None:
     model = Model()
     b = batcher(model, BatchOptions(max_batch_size=64, max_wait_ms=2000))
 
@@ -68,7 +79,7 @@ def test_a_lone_request_does_not_wait_for_company() -> None:
     assert model.calls == [2]
 
 
-def test_requests_queued_together_become_one_call_and_split_back() -> None:
+def test_requests_queued_together_become_one_call_and_split_back(batcher: Any) -> None:
     model = Model(delay=0.05)
     b = batcher(model, BatchOptions(max_batch_size=64, max_wait_ms=1))
 
@@ -83,7 +94,7 @@ def test_requests_queued_together_become_one_call_and_split_back() -> None:
     assert max(model.calls) > 2
 
 
-def test_batches_never_exceed_the_max_rows_and_big_requests_go_in_parts() -> None:
+def test_batches_never_exceed_the_max_rows_and_big_requests_go_in_parts(batcher: Any) -> None:
     model = Model(delay=0.01)
     b = batcher(model, BatchOptions(max_batch_size=8, max_wait_ms=1))
 
@@ -99,7 +110,7 @@ def test_batches_never_exceed_the_max_rows_and_big_requests_go_in_parts() -> Non
     assert sum(model.calls) == 50
 
 
-def test_a_bad_request_fails_alone_not_its_batch_mates() -> None:
+def test_a_bad_request_fails_alone_not_its_batch_mates(batcher: Any) -> None:
     model = Model(delay=0.05)
     b = batcher(model, BatchOptions(max_batch_size=64, max_wait_ms=1))
 
@@ -115,7 +126,7 @@ def test_a_bad_request_fails_alone_not_its_batch_mates() -> None:
     assert answers[3].values == [8]
 
 
-def test_with_batching_off_each_request_is_its_own_call() -> None:
+def test_with_batching_off_each_request_is_its_own_call(batcher: Any) -> None:
     model = Model(delay=0.01)
     b = batcher(model, BatchOptions(enabled=False))
 
@@ -150,7 +161,7 @@ def test_slots_bound_the_calls_running_at_once() -> None:
     assert peak == 2
 
 
-def test_a_request_that_gave_up_does_not_break_the_batcher() -> None:
+def test_a_request_that_gave_up_does_not_break_the_batcher(batcher: Any) -> None:
     model = Model(delay=0.05)
     b = batcher(model, BatchOptions(max_batch_size=64, max_wait_ms=1))
 
@@ -170,3 +181,33 @@ def test_batch_options_are_checked() -> None:
         BatchOptions(max_batch_size=0)
     with pytest.raises(InvalidInputError, match="0 ms or more"):
         BatchOptions(max_wait_ms=-1)
+
+
+def test_the_inference_pool_runs_submitted_calls_and_posted_jobs() -> None:
+    pool = InferencePool(2)
+    try:
+        assert pool.submit(lambda a, b: a + b, 2, b=3).result(timeout=5) == 5
+        failed = pool.submit(lambda: 1 / 0)
+        with pytest.raises(ZeroDivisionError):
+            failed.result(timeout=5)
+        done = threading.Event()
+        pool.post(done.set)
+        assert done.wait(5)
+        names = pool.submit(lambda: threading.current_thread().name).result(timeout=5)
+        assert names.startswith("inference")
+    finally:
+        pool.shutdown()
+    with pytest.raises(RuntimeError, match="shut down"):
+        pool.submit(print)
+
+
+def test_a_batcher_whose_pool_shut_down_fails_its_requests() -> None:
+    pool = InferencePool(1)
+    b = Batcher(Model(), BatchOptions(), pool, slots=1, join=join)
+    pool.shutdown()
+
+    async def main() -> None:
+        with pytest.raises(RuntimeError, match="shut down"):
+            await b.submit({"x": [1]}, 1)
+
+    run(main())

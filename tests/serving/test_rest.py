@@ -168,3 +168,32 @@ def test_a_model_still_loading_is_503_and_not_ready(
                 break
             time.sleep(0.02)
         assert client.post(PREDICT, json={"rows": [ROW]}).status_code == 200
+
+
+def test_a_model_slower_than_the_request_timeout_is_504(
+    serve: Any, served_workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from fermion.serving.served import ServedModel
+
+    slow = threading.Event()
+    real = ServedModel._call
+
+    def call(self: ServedModel, columns: Any, rows: int) -> Any:
+        if slow.is_set():
+            time.sleep(0.5)
+        return real(self, columns, rows)
+
+    monkeypatch.setattr(ServedModel, "_call", call)
+    options = ServeOptions(auth=False, request_timeout_s=0.1)
+    with serve(served_workspace, ["credit"], options) as (client, log):
+        slow.set()
+        late = client.post(PREDICT, json={"rows": [ROW]})
+        assert late.status_code == 504
+        assert late.json()["error"]["code"] == "timeout"
+        slow.clear()
+        time.sleep(0.5)  # the late call finishes and frees its slot
+        assert client.post(PREDICT, json={"rows": [ROW]}).status_code == 200
+    statuses = [json.loads(line)["status"] for line in log.getvalue().splitlines()]
+    assert 504 in statuses

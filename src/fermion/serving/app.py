@@ -13,17 +13,19 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import Scope
 
 from fermion.errors import first_line
 from fermion.serving.access_log import AccessLog
+from fermion.serving.batching import InferencePool
 from fermion.serving.http import error_response, json_response
 from fermion.serving.metrics import ServerMetrics
 from fermion.serving.model_set import ModelSet, ServedRef
@@ -36,7 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("fermion.serving")
 
 
-@dataclass
+@dataclass(slots=True)
 class Exchange:
     """What a handler learnt about its request, for the metrics and the access log."""
 
@@ -64,7 +66,7 @@ class ServerState:
         self.options = options
         self.guard = guard
         self.metrics = ServerMetrics()
-        self.executor = ThreadPoolExecutor(options.threads, thread_name_prefix="inference")
+        self.executor = InferencePool(options.threads)
         self.models = ModelSet(workspace.models, refs, options, self.executor, self.metrics)
         self.models.on_swap = settle_heap
         self._log_stream = log_stream
@@ -109,11 +111,15 @@ class ServerState:
 
     def authorize(self, request: Request, scope: str, exchange: Exchange) -> None:
         """Raise unless the request's key grants `scope`; the key's name goes in the log."""
-        if self.guard is None:
-            return
-        from fermion.serving.http import credential
+        if self.guard is not None:
+            from fermion.serving.http import credential
 
-        exchange.key = self.guard.check(credential(request), scope)
+            exchange.key = self.guard.check(credential(request), scope)
+
+    def authorize_key(self, key: str | None, scope: str, exchange: Exchange) -> None:
+        """`authorize` for the key a client sent (a header's value, or None)."""
+        if self.guard is not None:
+            exchange.key = self.guard.check(key, scope)
 
     def endpoint(self, protocol: str, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         """`handler` with errors turned into JSON answers, counted and logged."""
@@ -126,28 +132,30 @@ class ServerState:
                 response = await handler(request, self, exchange)
             except Exception as exc:
                 response = error_response(exc)
-            seconds = time.perf_counter() - started
-            status = response.status_code
-            self.metrics.request_finished(
-                exchange.model, exchange.version, protocol, status, seconds
-            )
-            if self.access_log is not None:
-                scope = request.scope  # not request.url/.client: they build objects
-                client = scope["client"][0] if scope.get("client") else ""
-                self.access_log.record(
-                    scope["method"],
-                    scope["path"],
-                    status,
-                    seconds,
-                    exchange.model,
-                    exchange.version,
-                    exchange.key,
-                    exchange.rows,
-                    client,
-                )
+            self.finished(request.scope, exchange, response.status_code, started)
             return response
 
         return endpoint
+
+    def finished(self, scope: Scope, exchange: Exchange, status: int, started: float) -> None:
+        """Count an answered request and log it; `started` is its `time.perf_counter()`."""
+        seconds = time.perf_counter() - started
+        self.metrics.request_finished(
+            exchange.model, exchange.version, exchange.protocol, status, seconds
+        )
+        if self.access_log is not None:
+            client = scope.get("client")
+            self.access_log.record(
+                scope["method"],
+                scope["path"],
+                status,
+                seconds,
+                exchange.model,
+                exchange.version,
+                exchange.key,
+                exchange.rows,
+                client[0] if client else "",
+            )
 
 
 def settle_heap() -> None:
@@ -195,10 +203,10 @@ def create_app(
 
     state = ServerState(workspace, refs, options, guard=guard, log_stream=log_stream)
     routes: list[BaseRoute] = [
+        *rest.routes(state),  # first: the router tries routes in turn, and predict is most calls
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", _readyz(state), methods=["GET"]),
         Route("/metrics", _metrics(state), methods=["GET"]),
-        *rest.routes(state),
         *openai_api.routes(state),
         *kserve_v2.routes(state),
     ]
@@ -215,7 +223,12 @@ def create_app(
         finally:
             await state.stop()
 
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=_fallbacks())
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(rest.PredictFirst, state=state)],
+        lifespan=lifespan,
+        exception_handlers=_fallbacks(),
+    )
     app.state.fermion = state
     return app
 

@@ -13,8 +13,9 @@ import math
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+from starlette.types import Receive, Send
 
 from fermion.errors import (
     AuthenticationError,
@@ -29,6 +30,7 @@ from fermion.serving.model_set import ModelNotReadyError
 
 log = logging.getLogger("fermion.serving")
 JSON_TYPE = "application/json"
+_JSON_TYPE = JSON_TYPE.encode()
 
 
 class HTTPError(FermionError):
@@ -107,7 +109,11 @@ async def read_json(request: Request, limit: int, timeout_s: float | None) -> An
     """The body parsed as JSON: 413 past `limit` bytes (before reading it whole when the
     client declares its length), 408 when it takes longer than `timeout_s` (None: the caller
     times it), 400 if malformed."""
-    body = await read_body(request, limit, timeout_s)
+    return parse_json(await read_body(request, limit, timeout_s))
+
+
+def parse_json(body: bytes) -> Any:
+    """A request body as JSON: 400 when empty or malformed."""
     if not body:
         raise HTTPError(400, "bad_request", "the body is empty; send a JSON object")
     try:
@@ -120,26 +126,78 @@ async def read_body(request: Request, limit: int, timeout_s: float | None) -> by
     """The raw body, possibly empty: 413 past `limit` bytes (before reading it whole when the
     client declares its length), 408 when it takes longer than `timeout_s` (None: the caller
     times it and answers `slow_body()`)."""
-    declared = request.headers.get("content-length")
+    return await receive_body(
+        request.receive, request.headers.get("content-length"), limit, timeout_s
+    )
+
+
+async def receive_body(
+    receive: Receive, declared: str | None, limit: int, timeout_s: float | None
+) -> bytes:
+    """`read_body` from an ASGI receive channel and the Content-Length header's value."""
     if declared is not None:
         if not (declared.isascii() and declared.isdigit()):
             raise HTTPError(400, "bad_request", "Content-Length must be a whole number")
         if int(declared) > limit:
             raise HTTPError(413, "body_too_large", f"the body is over the {limit}-byte limit")
-    chunks: list[bytes] = []
-    size = 0
+    if timeout_s is None:
+        return await _receive_all(receive, limit)
     try:
         async with asyncio.timeout(timeout_s):
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise HTTPError(
-                        413, "body_too_large", f"the body is over the {limit}-byte limit"
-                    )
-                chunks.append(chunk)
+            return await _receive_all(receive, limit)
     except TimeoutError:
         raise slow_body() from None
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def _receive_all(receive: Receive, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        kind = message["type"]
+        if kind == "http.disconnect":
+            raise ClientDisconnect()
+        if kind != "http.request":
+            continue
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                raise HTTPError(413, "body_too_large", f"the body is over the {limit}-byte limit")
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+class Deadline:
+    """`asyncio.timeout(seconds)` as a plain context manager: the same TimeoutError when time
+    runs out inside it, at about a third of the cost (one timer, no coroutines), which
+    counts on the predict path."""
+
+    __slots__ = ("_cancelling", "_expired", "_seconds", "_task", "_timer")
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+
+    def __enter__(self) -> Deadline:
+        task = asyncio.current_task()
+        assert task is not None, "a deadline needs a task"
+        self._task = task
+        self._cancelling = task.cancelling()
+        self._expired = False
+        self._timer = asyncio.get_running_loop().call_later(self._seconds, self._expire)
+        return self
+
+    def _expire(self) -> None:
+        self._expired = True
+        self._task.cancel()
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, _: Any) -> None:
+        self._timer.cancel()
+        # as asyncio.timeout: our cancellation, not another one, becomes the TimeoutError
+        expired = self._expired and self._task.uncancel() <= self._cancelling
+        if expired and kind is asyncio.CancelledError:
+            raise TimeoutError from exc
 
 
 def slow_body() -> HTTPError:
@@ -150,3 +208,27 @@ def credential(request: Request) -> str | None:
     """The API key a client sent: `Authorization: Bearer <key>` or `X-API-Key: <key>`."""
     headers = request.headers
     return headers.get("authorization") or headers.get("x-api-key")
+
+
+def header_values(raw: list[tuple[bytes, bytes]]) -> tuple[str | None, str | None]:
+    """From an ASGI scope's headers, what a predict call reads: the Content-Length and the
+    API key (as `credential` finds them); the first of each when a header repeats."""
+    length = authorization = api_key = None
+    for name, value in raw:
+        if name == b"content-length":
+            if length is None:
+                length = value.decode("latin-1")
+        elif name == b"authorization":
+            if authorization is None:
+                authorization = value.decode("latin-1")
+        elif name == b"x-api-key" and api_key is None:
+            api_key = value.decode("latin-1")
+    return length, authorization or api_key
+
+
+async def send_json(send: Send, body: bytes) -> None:
+    """A 200 answer whose body is already JSON, as bare ASGI messages: the headers that
+    `json_response` gives it."""
+    headers = [(b"content-length", str(len(body)).encode()), (b"content-type", _JSON_TYPE)]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

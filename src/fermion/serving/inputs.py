@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 from fermion.entities import LogicalType, Signature
@@ -62,6 +63,17 @@ _CHECKS: dict[str, Callable[[Any], bool]] = {
     LogicalType.STRING: _text,
     LogicalType.DATETIME: _datetime,
 }
+# The JSON types each column takes without a closer look (bool is not int here: type(True)
+# is bool); a value of another type goes through the column's check.
+_PLAIN: dict[str, frozenset[type]] = {
+    LogicalType.INTEGER: frozenset({int, type(None)}),
+    LogicalType.FLOAT: frozenset({float, int, type(None)}),
+    LogicalType.BOOLEAN: frozenset({bool, type(None)}),
+    LogicalType.CATEGORICAL: frozenset({str, type(None)}),
+    LogicalType.STRING: frozenset({str, type(None)}),
+}
+_NONE_ONLY: frozenset[type] = frozenset({type(None)})
+_has = frozenset.__contains__
 _WORDS: dict[str, str] = {
     LogicalType.INTEGER: "an integer",
     LogicalType.FLOAT: "a number",
@@ -80,23 +92,38 @@ class InputChecker:
         self._name_set = frozenset(self.names)
         self._checks = [(spec.name, _CHECKS.get(spec.type, _text)) for spec in signature.inputs]
         self._types = {spec.name: spec.type for spec in signature.inputs}
+        self._plain = [_PLAIN.get(spec.type, _NONE_ONLY) for spec in signature.inputs]
+        self._values = _getter(self.names)  # a row object's values in signature order
 
     def from_rows(self, rows: Any) -> tuple[Columns, int]:
         """`[{column: value, ...}, ...]` as columns; the row count comes second."""
         if not isinstance(rows, list):
             raise FieldError("'rows' must be a list of objects", "rows")
-        columns: Columns = {name: [] for name in self.names}
+        values = self._values
+        tuples = []
         for index, row in enumerate(rows):
             if not isinstance(row, dict):
                 raise FieldError(f"rows[{index}] must be an object", f"rows[{index}]")
             if row.keys() != self._name_set:
                 self._refuse_keys(row.keys(), f"rows[{index}]")
-            for name, check in self._checks:
-                value = row[name]
-                if value is not None and not check(value):
-                    self._refuse_value(name, value, f"rows[{index}].{name}")
-                columns[name].append(value)
-        return columns, len(rows)
+            got = values(row)
+            if not all(map(_has, self._plain, map(type, got))):
+                self._check_values(got, f"rows[{index}]")
+            tuples.append(got)
+        return self._columns(tuples), len(rows)
+
+    def _check_values(self, values: Sequence[Any], where: str) -> None:
+        """The full check of a row's values (in signature order): refuse the first misfit."""
+        for (name, check), value in zip(self._checks, values, strict=True):
+            if value is not None and not check(value):
+                self._refuse_value(name, value, f"{where}.{name}")
+
+    def _columns(self, tuples: list[tuple[Any, ...]]) -> Columns:
+        if len(tuples) == 1:  # the usual request: one row
+            return {name: [value] for name, value in zip(self.names, tuples[0], strict=True)}
+        if not tuples:
+            return {name: [] for name in self.names}
+        return dict(zip(self.names, map(list, zip(*tuples, strict=True)), strict=True))
 
     def from_table(self, names: Any, data: Any) -> tuple[Columns, int]:
         """`{"columns": [...], "data": [[...], ...]}` as columns in signature order."""
@@ -110,21 +137,20 @@ class InputChecker:
         if set(names) != self._name_set:
             self._refuse_keys(names, "columns")
         position = {name: index for index, name in enumerate(names)}
-        checks = [(name, check, position[name]) for name, check in self._checks]
-        columns: Columns = {name: [] for name in self.names}
+        values = _getter([position[name] for name in self.names])
         width = len(names)
+        tuples = []
         for index, row in enumerate(data):
             if not isinstance(row, list) or len(row) != width:
                 raise FieldError(
                     f"data[{index}] must be a list of {width} values, one per column",
                     f"data[{index}]",
                 )
-            for name, check, at in checks:
-                value = row[at]
-                if value is not None and not check(value):
-                    self._refuse_value(name, value, f"data[{index}].{name}")
-                columns[name].append(value)
-        return columns, len(data)
+            got = values(row)
+            if not all(map(_has, self._plain, map(type, got))):
+                self._check_values(got, f"data[{index}]")
+            tuples.append(got)
+        return self._columns(tuples), len(data)
 
     def _refuse_keys(self, given: Sequence[str] | Any, where: str) -> None:
         missing = [name for name in self.names if name not in given]
@@ -151,9 +177,17 @@ class InputChecker:
         )
 
 
+def _getter(keys: Sequence[Any]) -> Callable[[Any], tuple[Any, ...]]:
+    """`obj -> (obj[k] for k in keys)` as a tuple, also for one key."""
+    if len(keys) == 1:
+        key = keys[0]
+        return lambda obj: (obj[key],)
+    return itemgetter(*keys)
+
+
 def columns_from_body(checker: InputChecker, body: Any) -> tuple[Columns, int]:
     """The REST body in either form: `{"rows": [...]}` or `{"columns": [...], "data": [...]}`."""
-    if not isinstance(body, Mapping):
+    if not isinstance(body, dict | Mapping):  # dict first: a Mapping check costs a microsecond
         raise FieldError('the body must be a JSON object: {"rows": [...]}', "body")
     if "rows" in body:
         return checker.from_rows(body["rows"])
