@@ -169,9 +169,10 @@ def test_unknown_flavor_names_the_choices() -> None:
         get_flavor("onnx")
 
 
-def test_loading_a_scikit_learn_model_does_not_import_torch(tmp_path: Path) -> None:
-    """skops lists its trusted types by importing every scikit-learn package, torch's
-    array-API adapter among them; a served scikit-learn model must not pay for torch."""
+def test_loading_a_scikit_learn_model_imports_only_what_it_needs(tmp_path: Path) -> None:
+    """skops lists its trusted types by importing every scikit-learn package (torch's
+    array-API adapter among them); a served scikit-learn model pays for neither, and a file
+    holding a type outside scikit-learn and numpy is still refused, in a fresh process."""
     import subprocess
     import sys
 
@@ -179,16 +180,27 @@ def test_loading_a_scikit_learn_model_does_not_import_torch(tmp_path: Path) -> N
     model = get_family("logistic").fit(X, y, task="binary", n_classes=2, params={}, seed=0)
     meta = SklearnFlavor().save(model, tmp_path / "model")
     (tmp_path / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+    assert isinstance(model, SklearnModel)
+    model.estimator.note_ = fractions.Fraction(1, 3)
+    SklearnFlavor().save(model, tmp_path / "foreign")
     script = (
         "import json, sys\n"
+        "import sklearn.utils\n"
         "from pathlib import Path\n"
+        "from fermion.errors import ConflictError\n"
         "from fermion.registry.flavors.sklearn_flavor import SklearnFlavor\n"
+        "walk = sklearn.utils.all_estimators\n"
         f"folder = Path({str(tmp_path)!r})\n"
         "meta = json.loads((folder / 'meta.json').read_text())\n"
         "model = SklearnFlavor().load(folder / 'model', meta, trusted=False)\n"
         "print(model.predict_proba([[0.1, 0.2, 0.3, 0.4]]).shape, 'torch' in sys.modules)\n"
+        "print('sklearn.semi_supervised' in sys.modules, sklearn.utils.all_estimators is walk)\n"
+        "try:\n"
+        "    SklearnFlavor().load(folder / 'foreign', meta, trusted=False)\n"
+        "except ConflictError as exc:\n"
+        "    print('refused' if 'fractions.Fraction' in str(exc) else exc)\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
     )
-    assert result.stdout.split() == ["(1,", "2)", "False"]
+    assert result.stdout.split() == ["(1,", "2)", "False", "False", "True", "refused"]

@@ -7,6 +7,7 @@ a file holding any other type is refused unless the caller trusts its source.
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -19,43 +20,41 @@ MODEL_FILE = "model.skops"
 _SAFE_PREFIXES = ("sklearn.", "numpy.")
 # HistGradientBoosting's categorical preprocessing holds a partial of sklearn's check_array
 _SAFE_NAMES = frozenset({"functools.partial"})
-
-
-class _SkipTorchAdapter:
-    """An import finder that refuses scikit-learn's array-API adapter for torch.
-
-    Importing `skops.io` builds its list of trusted types by walking every scikit-learn
-    package, importing each; one is the adapter for torch arrays, which imports torch (about
-    2 s, more than everything else a server loads) though no estimator needs it. The walk
-    skips a package whose import fails."""
-
-    def find_spec(self, name: str, path: Any, target: Any = None) -> None:
-        if name == "sklearn.externals.array_api_compat.torch":
-            raise ImportError("not needed to list scikit-learn's estimators")
+_SKOPS_IMPORT = threading.Lock()  # two models loading at once must not both swap the walk out
 
 
 def skops_io() -> Any:
-    """`skops.io`, imported without importing torch when torch is not loaded already."""
-    if "skops.io" not in sys.modules and "torch" not in sys.modules:
-        finder = _SkipTorchAdapter()
-        sys.meta_path.insert(0, finder)
-        try:
-            import skops.io  # noqa: F401  (imported here, under the finder)
-        finally:
-            sys.meta_path.remove(finder)
+    """`skops.io`, imported without walking every scikit-learn package.
+
+    On import, skops lists scikit-learn's estimators as trusted by default with
+    `all_estimators()`, which imports every scikit-learn package (about 0.3 s of a server's
+    start, and torch through scikit-learn's array-API adapter for it). That list decides
+    nothing for Fermion, which trusts every `sklearn.` type itself (`_SAFE_PREFIXES`), so skops
+    is imported with the list empty. Any other caller of skops in this process then gets
+    stricter defaults (it must name scikit-learn's types in `trusted`), never looser ones."""
+    with _SKOPS_IMPORT:
+        if "skops.io" not in sys.modules:
+            import sklearn.utils
+
+            walk = sklearn.utils.all_estimators
+            sklearn.utils.all_estimators = _no_estimators
+            try:
+                import skops.io  # noqa: F401  (imported here, without the walk)
+            finally:
+                sklearn.utils.all_estimators = walk
     import skops.io as sio
 
     return sio
 
 
-def untrusted_types(path: Path) -> list[str]:
-    """Types in a skops file outside scikit-learn, numpy and skops' own defaults."""
-    sio = skops_io()
+def _no_estimators(type_filter: Any = None) -> list[tuple[str, type]]:
+    return []
 
+
+def untrusted_types(found: list[str]) -> list[str]:
+    """Of the types skops found outside its defaults, those outside scikit-learn and numpy."""
     return [
-        name
-        for name in sio.get_untrusted_types(file=path)
-        if not name.startswith(_SAFE_PREFIXES) and name not in _SAFE_NAMES
+        name for name in found if not name.startswith(_SAFE_PREFIXES) and name not in _SAFE_NAMES
     ]
 
 
@@ -86,11 +85,12 @@ class SklearnFlavor:
         path = folder / MODEL_FILE
         if not path.is_file():
             raise StorageError(f"model file {path} is missing")
-        unsafe = untrusted_types(path)
+        found = sio.get_untrusted_types(file=path)
+        unsafe = untrusted_types(found)
         if unsafe and not trusted:
             raise ConflictError(
                 f"{path.name} holds types outside scikit-learn and numpy "
                 f"({', '.join(unsafe)}); pass trusted=True if you trust its source"
             )
-        estimator = sio.load(path, trusted=sio.get_untrusted_types(file=path))
+        estimator = sio.load(path, trusted=found)
         return SklearnModel(estimator, **fields_from_meta(meta))
