@@ -180,6 +180,48 @@ def _open_and_count(url: str) -> int:
         meta.engine.dispose()
 
 
+def test_the_head_revision_is_the_newest_migration() -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from fermion.storage.database import HEAD_REVISION, MIGRATIONS
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_current_head() == HEAD_REVISION
+
+
+def test_opening_a_current_store_does_not_load_the_migrations(metadata_url: str) -> None:
+    import subprocess
+    import sys
+
+    open_metadata(metadata_url).engine.dispose()
+    script = (
+        "import sys\n"
+        "from fermion.storage import open_metadata\n"
+        f"meta = open_metadata({metadata_url!r})\n"
+        "print(meta.datasets.list_datasets(), 'alembic' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.split() == ["[]", "False"]
+
+
+def test_a_store_newer_than_the_code_is_refused(metadata_url: str) -> None:
+    import sqlalchemy as sa
+
+    from fermion.errors import StorageError
+    from fermion.storage.tables import VERSION_TABLE
+
+    meta = open_metadata(metadata_url)
+    with meta.engine.begin() as conn:
+        conn.execute(sa.text(f"UPDATE {VERSION_TABLE} SET version_num = '9999'"))
+    meta.engine.dispose()
+    with pytest.raises(StorageError, match="newer than this version of Fermion"):
+        open_metadata(metadata_url)
+
+
 def test_concurrent_processes_migrate_a_new_database_once(metadata_url: str) -> None:
     import multiprocessing
 

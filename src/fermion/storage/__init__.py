@@ -72,7 +72,11 @@ def open_metadata(url: str) -> MetadataStores:
     from fermion.storage.sql_runs import SqlRunStore
 
     engine = create_metadata_engine(url)
-    migrate(engine)
+    try:
+        migrate(engine)
+    except BaseException:
+        engine.dispose()  # its pooled connections would otherwise be closed by the collector
+        raise
     return MetadataStores(
         engine,
         SqlDatasetStore(engine),
