@@ -62,28 +62,35 @@ class ServerMetrics:
             ["model", "outcome"],
             registry=own,
         )
-        self._request_children: dict[tuple[str, str, str, int], Any] = {}
-        self._latency_children: dict[str, Any] = {}
+        # One process: the gauge reads a plain count when scraped (no lock per request);
+        # several: each worker's value lives in its metrics file, so it is set as it moves.
+        self._in_flight_now = 0
+        if not self._multiprocess:
+            self._in_flight.set_function(lambda: self._in_flight_now)
+        # (model, version, protocol, status) -> its counter and its model's latency histogram
+        self._request_children: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
         self._batch_children: dict[str, Any] = {}
 
     def request_started(self) -> None:
-        self._in_flight.inc()
+        self._in_flight_now += 1
+        if self._multiprocess:
+            self._in_flight.inc()
 
     def request_finished(
         self, model: str, version: str, protocol: str, status: int, seconds: float
     ) -> None:
-        self._in_flight.dec()
+        self._in_flight_now -= 1
+        if self._multiprocess:
+            self._in_flight.dec()
         key = (model, version, protocol, status)
-        child = self._request_children.get(key)
-        if child is None:
-            child = self._requests.labels(model, version, protocol, str(status))
-            self._request_children[key] = child
-        child.inc()
-        if model:
-            latency = self._latency_children.get(model)
-            if latency is None:
-                latency = self._latency_children[model] = self._latency.labels(model)
-            latency.observe(seconds)
+        children = self._request_children.get(key)
+        if children is None:
+            requests = self._requests.labels(model, version, protocol, str(status))
+            latency = self._latency.labels(model) if model else None
+            children = self._request_children[key] = (requests, latency)
+        children[0].inc()
+        if children[1] is not None:
+            children[1].observe(seconds)
 
     def batch(self, model: str, rows: int) -> None:
         child = self._batch_children.get(model)
