@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
 from fermion.cli.output import fmt
 from fermion.data.dataset import PARTS
-from fermion.data.diff import VersionDiff
 from fermion.entities import DatasetVersion
+
+if TYPE_CHECKING:
+    from fermion.data.diff import VersionDiff
 
 # Statistic shifts smaller than this (relative) are left out of the table, not of --json.
 NOTABLE_SHIFT = 0.01

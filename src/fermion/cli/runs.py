@@ -17,7 +17,6 @@ from fermion.cli.runs_render import (
     runs_table,
 )
 from fermion.errors import InvalidInputError, NotFoundError
-from fermion.tracking.query import parse_sort
 from fermion.workspace import Workspace
 
 app = new_app("List, inspect and compare tracked runs.")
@@ -56,6 +55,8 @@ def list_(
     as_json: bool = JsonOption,
 ) -> None:
     """List runs, newest first unless sorted; the table shows their params and metrics."""
+    from fermion.tracking.query import parse_sort
+
     sort_field = parse_sort(sort)[0] if sort else None
     with _workspace() as ws:
         runs = ws.runs.list(experiment, filter=filter, sort=sort, limit=limit)

@@ -5,14 +5,16 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
 from fermion.cli.output import fmt
 from fermion.entities import RunArtifact, RunRecord, RunStatus
-from fermion.tracking.tracker import RunComparison
+
+if TYPE_CHECKING:
+    from fermion.tracking.tracker import RunComparison
 
 MAX_METRIC_COLUMNS = 8
 MAX_PARAM_COLUMNS = 6

@@ -8,7 +8,6 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from fermion.cli.output import console, fmt, print_json
@@ -28,6 +27,14 @@ class RichProgress:
     """Training progress on stderr: a spinner per stage, a bar over boosting rounds/epochs."""
 
     def __init__(self) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
         err = Console(stderr=True)
         self._enabled = err.is_terminal
         self._bar = Progress(

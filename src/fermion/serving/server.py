@@ -120,6 +120,7 @@ def _serve(
         "port": options.port,
         "loop": _loop(),
         "http": "httptools",
+        "ws": "none",  # no WebSocket routes: skip importing a WebSocket implementation
         "access_log": False,
         "log_level": "warning",
         "lifespan": "on",
