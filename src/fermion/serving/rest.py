@@ -117,9 +117,9 @@ async def metadata(request: Request, state: ServerState, exchange: Exchange) -> 
 
 
 class PredictFirst:
-    """ASGI middleware that answers `POST /v1/models/{name}/predict` itself, ahead of
-    Starlette's exception middleware and router (a fifth of a one-row request's time on the
-    server); every other request, and a path under a root path, goes on to them."""
+    """The app's entry: answers `POST /v1/models/{name}/predict` itself, ahead of Starlette's
+    middleware and router (a fifth of a one-row request's time on the server); every other
+    request, and a path under a root path, goes on to `app`."""
 
     def __init__(self, app: ASGIApp, state: ServerState) -> None:
         self._app = app
