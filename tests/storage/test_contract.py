@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -180,15 +181,32 @@ def _open_and_count(url: str) -> int:
         meta.engine.dispose()
 
 
-def test_the_head_revision_is_the_newest_migration() -> None:
+def test_the_head_revision_read_from_the_scripts_is_alembics() -> None:
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
-    from fermion.storage.database import HEAD_REVISION, MIGRATIONS
+    from fermion.storage.database import MIGRATIONS, head_revision
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    assert ScriptDirectory.from_config(config).get_current_head() == HEAD_REVISION
+    assert head_revision() == ScriptDirectory.from_config(config).get_current_head()
+
+
+def test_the_head_revision_is_none_unless_the_scripts_form_one_chain(tmp_path: Path) -> None:
+    from fermion.storage.database import head_revision
+
+    def script(name: str, text: str) -> None:
+        (tmp_path / f"{name}.py").write_text(f'"""{name}"""\n{text}\n', encoding="utf-8")
+
+    script("0001_a", "revision = '0001'\ndown_revision = None")
+    script("0002_b", 'revision = "0002"\ndown_revision = "0001"')
+    assert head_revision(tmp_path) == "0002"
+    script("0003_c", 'revision = "0003"\ndown_revision = "0001"')  # two heads
+    assert head_revision(tmp_path) is None
+    script("0004_merge", "revision = '0004'\ndown_revision = ('0002', '0003')")
+    assert head_revision(tmp_path) is None
+    script("0004_merge", "down_revision = '0003'")  # no revision of its own
+    assert head_revision(tmp_path) is None
 
 
 def test_opening_a_current_store_does_not_load_the_migrations(metadata_url: str) -> None:

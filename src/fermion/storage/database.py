@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +15,7 @@ from fermion.errors import InvalidInputError, StorageError, first_line
 from fermion.storage.tables import VERSION_TABLE
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-# The newest revision under migrations/versions (a test holds it to alembic's own answer).
-HEAD_REVISION = "0003"
+_ASSIGNMENT = re.compile(r"^(revision|down_revision)\s*=\s*(.+)$", re.MULTILINE)
 # An arbitrary constant: the PostgreSQL advisory lock that serialises migrations.
 _MIGRATION_LOCK = 7_310_452_001
 
@@ -80,14 +81,38 @@ def migrate(engine: Engine) -> None:
         raise StorageError(f"metadata store migration failed: {first_line(exc)}") from exc
 
 
+def head_revision(versions: Path = MIGRATIONS / "versions") -> str | None:
+    """The newest revision of the migration scripts in `versions`, read from their text
+    (alembic imports every script to learn it); None unless they form one plain chain."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in versions.glob("*.py"):
+        try:
+            found = dict(_ASSIGNMENT.findall(path.read_text(encoding="utf-8")))
+            revision = ast.literal_eval(found["revision"])
+            parent = ast.literal_eval(found.get("down_revision", "None"))
+        except (KeyError, ValueError, SyntaxError):
+            return None
+        if not isinstance(revision, str) or not isinstance(parent, str | None):
+            return None  # a merge, or something alembic must sort out
+        revisions.add(revision)
+        if parent is not None:
+            parents.add(parent)
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
 def _at_head(engine: Engine) -> bool:
-    """Whether the store is at `HEAD_REVISION` already, from one read of the version table,
-    the usual case: then there is nothing to lock or migrate, and alembic (a tenth of a
-    second of imports and migration scripts to read) is not needed."""
+    """Whether the store is at the newest revision already, from one read of the version
+    table, the usual case: then there is nothing to lock or migrate, and alembic (a tenth of
+    a second of imports, and every migration script imported) is not needed."""
+    head = head_revision()
+    if head is None:
+        return False
     try:
         with engine.connect() as connection:
             found = connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}"))
-            return list(found.scalars()) == [HEAD_REVISION]
+            return list(found.scalars()) == [head]
     except SQLAlchemyError:  # no version table yet, or a store to be told apart below
         return False
 
