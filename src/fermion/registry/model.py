@@ -36,12 +36,17 @@ class Model:
         self.manifest = manifest
         self.signature = Signature.from_dict(manifest["signature"])
         self.classes: list[Any] = list(manifest.get("classes") or [])
+        self._labels = np.asarray(self.classes, dtype=object)  # indexed by class code
         self.flavor: str = manifest["flavor"]
         self.version = version
         self.folder = folder
         self._estimator = estimator
         self._preprocessor = preprocessor
         self._inputs: str = manifest.get("inputs", "matrix")
+        from fermion.training.families.base import FittedModel
+
+        # A FittedModel's labels are its likeliest classes: no second call for them.
+        self._labels_from_proba = isinstance(estimator, FittedModel)
 
     def __repr__(self) -> str:
         name = self.version.ref if self.version else "unregistered"
@@ -102,15 +107,13 @@ class Model:
         return self.predict_with_proba(frame, proba=proba)
 
     def _predict_features(self, features: Any, proba: bool) -> tuple[np.ndarray, np.ndarray | None]:
-        from fermion.training.families.base import FittedModel
-
         wanted = proba and self.gives_probabilities
         if features.shape[0] == 0:
             return np.empty(0), np.empty((0, len(self.classes))) if wanted else None
         if not wanted:
             return self._outputs(self._estimator.predict(features)), None
         probabilities = np.asarray(self._estimator.predict_proba(features), dtype=np.float64)
-        if isinstance(self._estimator, FittedModel):  # its labels are the likeliest classes
+        if self._labels_from_proba:
             return self._outputs(np.argmax(probabilities, axis=1)), probabilities
         return self._outputs(self._estimator.predict(features)), probabilities
 
@@ -126,7 +129,7 @@ class Model:
         if self.task == "regression":
             return values.astype(np.float64).reshape(-1)
         codes = values.astype(np.int64).reshape(-1)
-        labels: np.ndarray = np.asarray(self.classes, dtype=object)[codes]
+        labels: np.ndarray = self._labels[codes]
         return labels
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:

@@ -159,7 +159,7 @@ class Preprocessor:
         building a frame (what a server does per batch); not for datetime columns."""
         encoders = self._fitted()
         out = np.empty((rows, self._slices[-1][1] if encoders else 0), dtype=np.float32)
-        self._scalars.write_values(columns, out)
+        self._scalars.write_values(columns, rows, out)
         for column, (start, stop) in self._by_column:
             column.write_values(columns[column.name], out[:, start:stop])
         return out
@@ -257,7 +257,7 @@ class _ScalarBlock:
     column by column, about a third of that in one block)."""
 
     names: tuple[str, ...]
-    positions: np.ndarray
+    positions: np.ndarray | slice  # a slice when the columns sit side by side (the usual case)
     fill: np.ndarray  # NaN where missing values stay missing
     center: np.ndarray
     scale: np.ndarray
@@ -271,9 +271,14 @@ class _ScalarBlock:
             for column, (start, _) in zip(columns, slices, strict=True)
             if cls.covers(column)
         ]
+        starts = [start for _, start in picked]
+        first = starts[0] if starts else 0
+        side_by_side = starts == list(range(first, first + len(starts)))
         return cls(
             names=tuple(column.name for column, _ in picked),
-            positions=np.array([start for _, start in picked], dtype=np.intp),
+            positions=slice(first, first + len(starts))
+            if side_by_side
+            else np.array(starts, dtype=np.intp),
             fill=np.array([np.nan if c.fill is None else c.fill for c, _ in picked]),
             center=np.array([c.center for c, _ in picked]),
             scale=np.array([c.scale for c, _ in picked]),
@@ -283,10 +288,16 @@ class _ScalarBlock:
     def covers(column: ColumnEncoder) -> TypeGuard[ScalarEncoder]:
         return isinstance(column, ScalarEncoder) and column.role != "datetime"
 
-    def write_values(self, columns: Mapping[str, Sequence[Any]], out: np.ndarray) -> None:
+    def write_values(
+        self, columns: Mapping[str, Sequence[Any]], rows: int, out: np.ndarray
+    ) -> None:
         if not self.names:
             return
-        # Rows by columns; None becomes NaN and booleans 0/1 in the float64 conversion.
-        values = np.array([columns[name] for name in self.names], dtype=np.float64).T
+        # Rows by columns; None becomes NaN and booleans 0/1 in the float64 conversion. One
+        # row converts fastest as a flat list, many rows as a list per column.
+        if rows == 1:
+            values = np.array([columns[name][0] for name in self.names], dtype=np.float64)
+        else:
+            values = np.array([columns[name] for name in self.names], dtype=np.float64).T
         values = np.where(np.isnan(values), self.fill, values)
         out[:, self.positions] = (values - self.center) / self.scale
