@@ -155,8 +155,8 @@ class _StartingHeap:
 
     Start-up is imports and a model load: many objects made, few freed, and each full
     collection walks them all again (about a tenth of the start-up's CPU time). The app
-    collects once when its models have loaded (`settle_heap`), then calls `on_ready`; the
-    wrapped `on_ready` turns collections back on."""
+    freezes what is alive once its models have loaded (`settle_heap`), then calls `on_ready`;
+    the wrapped `on_ready` turns collections back on."""
 
     def __enter__(self) -> _StartingHeap:
         self._enabled = gc.isenabled()
