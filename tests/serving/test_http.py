@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from starlette.requests import ClientDisconnect
 
-from fermion.serving.http import Deadline, HTTPError, header_values, receive_body
+from fermion.serving.http import Deadline, HTTPError, error_response, header_values, receive_body
 
 
 def channel(*messages: dict[str, Any], pause: float = 0.0) -> Any:
@@ -55,10 +55,14 @@ def test_a_body_slower_than_its_timeout_is_408() -> None:
     assert slow.value.status == 408
 
 
-def test_a_client_gone_mid_body_is_a_disconnect() -> None:
+def test_a_client_gone_mid_body_is_a_disconnect_not_a_server_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     receive = channel(chunk(b"{", more=True), {"type": "http.disconnect"})
-    with pytest.raises(ClientDisconnect):
+    with pytest.raises(ClientDisconnect) as gone:
         asyncio.run(receive_body(receive, None, 100, None))
+    assert error_response(gone.value).status_code == 499  # counted apart from the 500s
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
 
 
 def test_the_deadline_raises_timeout_only_when_its_own_time_runs_out() -> None:

@@ -85,6 +85,10 @@ def _public_message(exc: BaseException, status: int, code: str) -> str:
 def _classify(exc: BaseException) -> tuple[int, str, dict[str, Any], dict[str, str] | None]:
     if isinstance(exc, HTTPError):
         return exc.status, exc.code, {}, None
+    if isinstance(exc, ClientDisconnect):
+        # Nobody reads the answer; 499 (nginx's "client closed request") keeps it out of the
+        # 500s in the metrics and the error log.
+        return 499, "client_disconnected", {}, None
     if isinstance(exc, FieldError):
         return 422, "invalid_input", {"field": exc.field}, None
     if isinstance(exc, AuthenticationError):
