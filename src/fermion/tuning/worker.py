@@ -204,10 +204,12 @@ def run_trials(
                 ),
                 pruner=make_pruner(spec.pruner, spec.folds),
             )
+            # Other workers' running trials count too: a worker whose trial ends stops when
+            # those will make up the number (counting finished ones only, two workers ran 41
+            # trials for 40).
+            counted = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
             every: list[TrialCallback] = [
-                MaxTrialsCallback(
-                    spec.trials, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-                ),
+                MaxTrialsCallback(spec.trials, states=counted),
                 *callbacks,
             ]
             if spec.patience:
