@@ -4,6 +4,7 @@ channel within its limits, and the request deadline."""
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 import pytest
@@ -103,3 +104,20 @@ def test_header_values_find_the_length_and_the_key_as_a_request_would() -> None:
     assert header_values(raw) == ("12", "fmn_b")
     assert header_values([*raw, (b"authorization", b"Bearer fmn_a")]) == ("12", "Bearer fmn_a")
     assert header_values([]) == (None, None)
+
+
+def test_a_multi_worker_server_is_ready_when_every_live_worker_has_loaded(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fermion.serving.app import _ReadyMarks
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    assert _ReadyMarks.for_workers(1) is None  # one process: its own models decide
+    marks = _ReadyMarks.for_workers(2)
+    assert marks is not None and not marks.all_ready()
+    marks.mark()  # this process
+    assert not marks.all_ready()
+    (tmp_path / "ready-999999999").touch()  # a worker that died and was replaced
+    assert not marks.all_ready()
+    (tmp_path / f"ready-{os.getppid()}").touch()  # a live one
+    assert marks.all_ready()

@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
@@ -68,6 +70,7 @@ class ServerState:
         self.executor = InferencePool(options.threads)
         self.models = ModelSet(workspace.models, refs, options, self.executor, self.metrics)
         self.models.on_swap = settle_heap
+        self._ready_marks = _ReadyMarks.for_workers(options.workers)
         self._log_stream = log_stream
         self.access_log: AccessLog | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -96,10 +99,20 @@ class ServerState:
         # At start-up the garbage is a thousand-odd objects left by the imports: not worth a
         # collection over the 300,000 alive (0.1-0.17 s before the first answer).
         settle_heap(collect=False)
+        if self._ready_marks is not None:
+            self._ready_marks.mark()
         self.loaded.set()
         if self.on_ready is not None:
             self.on_ready(self)
         await self.models.watch()
+
+    @property
+    def ready(self) -> bool:
+        """Every model loaded, in every worker process of the server: a probe reaches any one
+        of them, and a worker still loading answers 503."""
+        if not self.models.ready:
+            return False
+        return self._ready_marks is None or self._ready_marks.all_ready()
 
     async def _refresh_keys(self) -> None:
         assert self.guard is not None
@@ -177,7 +190,7 @@ async def healthz(request: Request) -> Response:
 
 def _readyz(state: ServerState) -> Callable[[Request], Awaitable[Response]]:
     async def readyz(request: Request) -> Response:
-        if state.models.ready:
+        if state.ready:
             return json_response({"status": "ready"})
         return json_response({"status": "loading"}, 503)
 
@@ -258,3 +271,36 @@ def _fallbacks() -> dict[Any, Any]:
         return error_response(exc)
 
     return {HTTPException: http_exception, Exception: internal}
+
+
+class _ReadyMarks:
+    """With several worker processes, each leaves a file named after its pid in the folder
+    they share (Prometheus' multiprocess folder) once its models have loaded; the server is
+    ready when as many live workers have."""
+
+    def __init__(self, folder: Path, workers: int) -> None:
+        self._folder = folder
+        self._workers = workers
+
+    @classmethod
+    def for_workers(cls, workers: int) -> _ReadyMarks | None:
+        folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        return cls(Path(folder), workers) if workers > 1 and folder else None
+
+    def mark(self) -> None:
+        (self._folder / f"ready-{os.getpid()}").touch()
+
+    def all_ready(self) -> bool:
+        live = [mark for mark in self._folder.glob("ready-*") if _alive(mark.name[6:])]
+        return len(live) >= self._workers
+
+
+def _alive(pid: str) -> bool:
+    """Whether a process with this pid runs (a worker that died and was replaced left its mark)."""
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -109,7 +109,7 @@ async def live(request: Request) -> Response:
 
 def _ready(state: ServerState) -> Callable[[Request], Awaitable[Response]]:
     async def ready(request: Request) -> Response:
-        ready = state.models.ready
+        ready = state.ready
         return json_response({"ready": ready}, 200 if ready else 503)
 
     return ready
