@@ -128,7 +128,7 @@ class ServerState:
         if self.guard is not None:
             from fermion.serving.http import credential
 
-            exchange.key = self.guard.check(credential(request), scope)
+            self.authorize_key(credential(request), scope, exchange)
 
     def authorize_key(self, key: str | None, scope: str, exchange: Exchange) -> None:
         """`authorize` for the key a client sent (a header's value, or None)."""

@@ -253,8 +253,8 @@ class Preprocessor:
 @dataclass(frozen=True)
 class _ScalarBlock:
     """The numeric and boolean columns of `transform_values`, encoded as one matrix: one numpy
-    call for all of them instead of one small array per column (a 30-column row took 110 us
-    column by column, about a third of that in one block)."""
+    call for all of them instead of one small array per column (a 30-column row took about
+    110 us column by column, about 14 us in one block)."""
 
     names: tuple[str, ...]
     positions: np.ndarray | slice  # a slice when the columns sit side by side (the usual case)
