@@ -15,6 +15,8 @@ from typing import Any, Protocol
 
 from fermion.errors import InvalidInputError
 from fermion.registry.flavors.lightgbm_flavor import LightGBMFlavor
+from fermion.registry.flavors.onnx_flavor import OnnxFlavor
+from fermion.registry.flavors.onnx_text import OnnxEncoder
 from fermion.registry.flavors.python_flavor import PythonFlavor
 from fermion.registry.flavors.sentence_transformers_flavor import (
     SentenceEncoder,
@@ -44,9 +46,9 @@ class Flavor(Protocol):
 
     def load(
         self, folder: Path, meta: Mapping[str, Any], *, trusted: bool
-    ) -> FittedModel | SentenceEncoder:
+    ) -> FittedModel | SentenceEncoder | OnnxEncoder:
         """Rebuild the model saved in `folder` with metadata `meta` (an embedding model is a
-        `SentenceEncoder`, not a trained `FittedModel`)."""
+        `SentenceEncoder` or an `OnnxEncoder`, not a trained `FittedModel`)."""
         ...
 
 
@@ -61,6 +63,7 @@ FLAVORS: Mapping[str, Flavor] = MappingProxyType(
             TorchExportFlavor(),
             PythonFlavor(),
             SentenceTransformersFlavor(),
+            OnnxFlavor(),
         )
     }
 )
