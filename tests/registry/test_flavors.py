@@ -205,3 +205,47 @@ def test_loading_a_scikit_learn_model_imports_only_what_it_needs(tmp_path: Path)
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
     )
     assert result.stdout.split() == ["(1,", "2)", "False", "False", "True", "refused"]
+
+
+@pytest.mark.parametrize(("name", "task"), [("logistic", "binary"), ("linear", "regression")])
+def test_a_trusted_linear_model_loads_its_weights_without_scikit_learn(
+    name: str, task: Task, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    model, X = _fit(name, task)
+    meta = SklearnFlavor().save(model, tmp_path)
+    assert meta["linear_file"] == "linear.npz"
+    np.save(tmp_path / "rows.npy", X[:20])
+    script = """
+import json, sys
+from pathlib import Path
+import numpy as np
+from fermion.registry.flavors.sklearn_flavor import SklearnFlavor
+folder = Path(sys.argv[1])
+model = SklearnFlavor().load(folder, json.loads(sys.argv[2]), trusted=True)
+rows = np.load(folder / "rows.npy")
+out = model.predict_proba(rows) if model.task != "regression" else model.predict(rows)
+assert "sklearn" not in sys.modules and "scipy" not in sys.modules, "scikit-learn was imported"
+np.save(folder / "out.npy", out)
+print(type(model.estimator).__name__)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path), json.dumps(meta)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() in ("LogisticRegression", "Ridge")  # loaded on first use
+    expected = model.predict_proba(X[:20]) if task != "regression" else model.predict(X[:20])
+    np.testing.assert_allclose(np.load(tmp_path / "out.npy"), expected, rtol=1e-12)
+
+
+def test_an_untrusted_linear_model_is_checked_by_skops_as_before(tmp_path: Path) -> None:
+    model, X = _fit("logistic", "binary")
+    meta = SklearnFlavor().save(model, tmp_path)
+    loaded = SklearnFlavor().load(tmp_path, meta, trusted=False)
+    assert type(loaded.estimator).__name__ == "LogisticRegression"
+    np.testing.assert_allclose(loaded.predict_proba(X), model.predict_proba(X), rtol=1e-12)

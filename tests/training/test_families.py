@@ -187,7 +187,8 @@ def test_linear_models_predict_what_their_estimator_does(
         np.testing.assert_allclose(model.predict(X_valid), expected, rtol=1e-12, atol=1e-12)
     else:
         expected = estimator.predict_proba(X_valid)
-        np.testing.assert_allclose(model.predict_proba(X_valid), expected, rtol=1e-12, atol=1e-15)
+        # numpy's float32 exp and the C library's (scipy's expit) may differ in the last bit
+        np.testing.assert_allclose(model.predict_proba(X_valid), expected, rtol=3e-7, atol=1e-15)
         np.testing.assert_array_equal(model.predict(X_valid[:1]), [np.argmax(expected[0])])
 
 

@@ -27,6 +27,9 @@ class FermionGroup(TyperGroup):
             _fail(str(exc), EXIT_USAGE)
         except KeyboardInterrupt:
             _fail("interrupted", 130)
+        except BrokenPipeError:  # the reader went away (`fermion ... | head`): stop quietly
+            os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+            raise typer.Exit(141) from None
         except Exception as exc:
             if os.environ.get("FERMION_DEBUG"):
                 raise

@@ -2,24 +2,54 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from typing import Any
 
 import typer
 
-from fermion.cli import data, deploy, keys, models, runs, serve, train, tune
-from fermion.cli.app import new_app
+from fermion.cli.app import FermionGroup, new_app
 from fermion.cli.output import console
 
+# name -> (module, attribute): a Typer app for a group of commands, else a command function.
+# Imported only when named, so `fermion serve` never loads what the data or tuning commands
+# need (it counts in how fast a server answers its first request).
+_COMMANDS: dict[str, tuple[str, str]] = {
+    "data": ("fermion.cli.data", "app"),
+    "runs": ("fermion.cli.runs", "app"),
+    "models": ("fermion.cli.models", "app"),
+    "keys": ("fermion.cli.keys", "app"),
+    "train": ("fermion.cli.train", "train"),
+    "evaluate": ("fermion.cli.train", "evaluate"),
+    "tune": ("fermion.cli.tune", "tune"),
+    "deploy": ("fermion.cli.deploy", "deploy"),
+    "serve": ("fermion.cli.serve", "serve"),
+}
+
+
+class LazyGroup(FermionGroup):
+    """The root group: each command's module is imported when the command is looked up."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*_COMMANDS, *super().list_commands(ctx)]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name not in _COMMANDS:
+            return super().get_command(ctx, cmd_name)
+        module, attribute = _COMMANDS[cmd_name]
+        target = getattr(importlib.import_module(module), attribute)
+        if isinstance(target, typer.Typer):
+            command = typer.main.get_group(target)
+        else:
+            single = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+            single.command(cmd_name)(target)
+            command = typer.main.get_command(single)
+        command.name = cmd_name
+        return command
+
+
 app = new_app("Fermion: from raw data to a monitored model behind an authenticated API.")
-app.add_typer(data.app, name="data")
-app.add_typer(runs.app, name="runs")
-app.add_typer(models.app, name="models")
-app.add_typer(keys.app, name="keys")
-app.command("train")(train.train)
-app.command("evaluate")(train.evaluate)
-app.command("tune")(tune.tune)
-app.command("deploy")(deploy.deploy)
-app.command("serve")(serve.serve)
+app.info.cls = LazyGroup
 
 
 def _show_version(value: bool) -> None:

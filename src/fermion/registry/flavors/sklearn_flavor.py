@@ -12,11 +12,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
+
 from fermion.errors import ConflictError, InvalidInputError, StorageError
 from fermion.training.families.base import FittedModel, fields_from_meta
-from fermion.training.families.sklearn_models import SklearnModel
+from fermion.training.families.sklearn_models import LinearWeights, SklearnModel
 
 MODEL_FILE = "model.skops"
+LINEAR_FILE = "linear.npz"  # a linear model's weights, so serving it needs no scikit-learn
 _SAFE_PREFIXES = ("sklearn.", "numpy.")
 # HistGradientBoosting's categorical preprocessing holds a partial of sklearn's check_array
 _SAFE_NAMES = frozenset({"functools.partial"})
@@ -71,9 +74,17 @@ class SklearnFlavor:
         sio = skops_io()
         folder.mkdir(parents=True, exist_ok=True)
         sio.dump(model.estimator, folder / MODEL_FILE)
+        linear: dict[str, Any] = {}
+        if model.weights is not None:
+            arrays = model.weights._asdict()
+            if arrays["classes"] is None:
+                del arrays["classes"]
+            np.savez(folder / LINEAR_FILE, **arrays)
+            linear["linear_file"] = LINEAR_FILE
         return {
             "flavor": self.name,
             "file": MODEL_FILE,
+            **linear,
             "library": "scikit-learn",
             "library_version": sklearn.__version__,
             "skops_version": skops.__version__,
@@ -81,10 +92,21 @@ class SklearnFlavor:
         }
 
     def load(self, folder: Path, meta: Mapping[str, Any], *, trusted: bool) -> FittedModel:
-        sio = skops_io()
         path = folder / MODEL_FILE
         if not path.is_file():
             raise StorageError(f"model file {path} is missing")
+        weights = _linear_weights(folder, meta) if trusted else None
+        if weights is not None:
+            return SklearnModel(
+                None,
+                weights=weights,
+                load_estimator=lambda: self._estimator(path, trusted=True),
+                **fields_from_meta(meta),
+            )
+        return SklearnModel(self._estimator(path, trusted=trusted), **fields_from_meta(meta))
+
+    def _estimator(self, path: Path, *, trusted: bool) -> Any:
+        sio = skops_io()
         found = sio.get_untrusted_types(file=path)
         unsafe = untrusted_types(found)
         if unsafe and not trusted:
@@ -92,5 +114,17 @@ class SklearnFlavor:
                 f"{path.name} holds types outside scikit-learn and numpy "
                 f"({', '.join(unsafe)}); pass trusted=True if you trust its source"
             )
-        estimator = sio.load(path, trusted=found)
-        return SklearnModel(estimator, **fields_from_meta(meta))
+        return sio.load(path, trusted=found)
+
+
+def _linear_weights(folder: Path, meta: Mapping[str, Any]) -> LinearWeights | None:
+    """The weights file of a linear model saved with one (older versions have none)."""
+    name = meta.get("linear_file")
+    if not isinstance(name, str) or not (folder / name).is_file():
+        return None
+    try:
+        with np.load(folder / name, allow_pickle=False) as arrays:
+            classes = arrays["classes"] if "classes" in arrays.files else None
+            return LinearWeights(arrays["coef"], arrays["intercept"], classes)
+    except (OSError, ValueError, KeyError) as exc:
+        raise StorageError(f"cannot read {name}: {exc}") from exc

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import functools
 from abc import abstractmethod
-from collections.abc import Mapping
-from typing import Any, ClassVar
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
+from fermion.errors import InvalidInputError
 from fermion.training.families.base import (
     ALL_TASKS,
     CLASSIFICATION,
@@ -46,43 +46,97 @@ def class_columns(proba: npt.NDArray[Any], classes: npt.ArrayLike, n_classes: in
     return full
 
 
+class LinearWeights(NamedTuple):
+    """What a fitted linear estimator predicts with: enough to serve it without scikit-learn."""
+
+    coef: Floats  # (n_outputs, n_features): one row of log-odds weights for binary
+    intercept: Floats  # (n_outputs,)
+    classes: npt.NDArray[np.int64] | None  # the class codes the estimator saw; None: regression
+
+    @classmethod
+    def of(cls, estimator: Any) -> LinearWeights | None:
+        if not _is_linear(estimator):
+            return None
+        # in the estimator's own precision (float32 when fitted on float32), as it predicts
+        coef = np.atleast_2d(np.asarray(estimator.coef_))
+        intercept = np.atleast_1d(np.asarray(estimator.intercept_))
+        classes = getattr(estimator, "classes_", None)
+        codes = None if classes is None else np.asarray(classes).astype(np.int64)
+        return cls(coef, intercept, codes)
+
+
 class SklearnModel(FittedModel):
-    """A fitted scikit-learn estimator; the "sklearn" flavor saves it with skops."""
+    """A fitted scikit-learn estimator; the "sklearn" flavor saves it with skops.
+
+    A linear model may be built from its `LinearWeights` alone, with `load_estimator` giving
+    the scikit-learn object on first use of `estimator`: predicting needs only the weights,
+    and a server then starts without importing scikit-learn (about a second)."""
 
     flavor: ClassVar[str] = "sklearn"
+    _estimator: Any
+
+    def __init__(
+        self,
+        estimator: Any,
+        *,
+        weights: LinearWeights | None = None,
+        load_estimator: Callable[[], Any] | None = None,
+        **fields: Any,
+    ) -> None:
+        if estimator is None and (weights is None or load_estimator is None):
+            raise InvalidInputError("SklearnModel needs an estimator, or weights and a loader")
+        self._loader = load_estimator
+        super().__init__(estimator, **fields)
+        self.weights = weights if weights is not None else LinearWeights.of(estimator)
+
+    @property
+    def estimator(self) -> Any:
+        if self._estimator is None:  # two threads may both load it: the same object either way
+            assert self._loader is not None
+            self._estimator = self._loader()
+        return self._estimator
+
+    @estimator.setter
+    def estimator(self, value: Any) -> None:
+        self._estimator = value
 
     def _predict_raw(self, X: Matrix) -> Floats:
-        if _is_linear(self.estimator):
-            return self._predict_linear(X)
+        if self.weights is not None:
+            return self._predict_linear(X, self.weights)
         if self.task == "regression":
             return np.asarray(self.estimator.predict(X), dtype=np.float64)
         proba = self.estimator.predict_proba(X)
         return class_columns(proba, self.estimator.classes_, self.n_classes)
 
-    def _predict_linear(self, X: Matrix) -> Floats:
+    def _predict_linear(self, X: Matrix, weights: LinearWeights) -> Floats:
         """What the linear estimator's own predict computes, without its per-call checks
         (about 0.1 ms, most of a one-row call in a server)."""
-        scores = X @ self.estimator.coef_.T + self.estimator.intercept_
+        scores = X @ weights.coef.T + weights.intercept
         if self.task == "regression":
             return np.asarray(scores, dtype=np.float64).reshape(len(X))
-        expit, softmax = _link_functions()
-        if scores.ndim == 1 or scores.shape[1] == 1:  # binary: one column of log-odds
+        if scores.shape[1] == 1:  # binary: one column of log-odds
             proba = np.empty((len(X), 2), dtype=scores.dtype)
-            proba[:, 1] = expit(scores.reshape(len(X)))
+            proba[:, 1] = _expit(scores.reshape(len(X)))
             np.subtract(1, proba[:, 1], out=proba[:, 0])
         else:
-            proba = softmax(scores, copy=False)  # in the scores' own precision, as sklearn does
-        return class_columns(proba, self.estimator.classes_, self.n_classes)
+            proba = _softmax(scores)
+        assert weights.classes is not None
+        return class_columns(proba, weights.classes, self.n_classes)
 
 
-@functools.cache
-def _link_functions() -> tuple[Any, Any]:
-    """scipy's expit and scikit-learn's softmax, imported once (an import statement in a
-    one-row predict cost a tenth of the call)."""
-    from scipy.special import expit
-    from sklearn.utils.extmath import softmax
+def _expit(scores: Floats) -> Floats:
+    """The logistic function, as scipy's `expit` computes it; scores below -700 (where exp
+    would overflow) give about 1e-304 instead of 0."""
+    result: Floats = 1.0 / (1.0 + np.exp(-np.maximum(scores, -700.0)))
+    return result
 
-    return expit, softmax
+
+def _softmax(scores: Floats) -> Floats:
+    """Row-wise softmax in place, in the order of operations scikit-learn's `softmax` uses."""
+    scores -= scores.max(axis=1).reshape(-1, 1)
+    np.exp(scores, out=scores)
+    scores /= scores.sum(axis=1).reshape(-1, 1)
+    return scores
 
 
 def _is_linear(estimator: Any) -> bool:
