@@ -38,6 +38,7 @@ class LazyGroup(FermionGroup):
             return super().get_command(ctx, cmd_name)
         module, attribute = _COMMANDS[cmd_name]
         target = getattr(importlib.import_module(module), attribute)
+        command: Any
         if isinstance(target, typer.Typer):
             command = typer.main.get_group(target)
         else:
