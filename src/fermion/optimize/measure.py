@@ -70,12 +70,13 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Measurement:
-    """What one variant measured. Memory is the child process's RSS in MiB: `base_rss_mb`
-    before loading (interpreter, numpy, Fermion, the rows), `load_rss_mb` the high-water
-    growth over it while loading, `peak_rss_mb` the high-water mark of the whole run (load,
-    outputs, timing). `rows_1000` is the rows per call of the batch-1000 figure (fewer when a
-    call of 1000 would run past the time cap). `metric`, `metric_name` and `parity` are filled
-    by the caller; `outputs` (on every row given) stays out of `to_dict`."""
+    """What one variant measured. Memory is the child process's own RSS in MiB: `base_rss_mb`
+    before loading (interpreter, numpy, Fermion, the rows), `load_rss_mb` the high-water mark
+    just after loading minus that base, `peak_rss_mb` the high-water mark of the whole run
+    (base, load, outputs on every row, timing). `rows_1000` is the rows per call of the
+    batch-1000 figure (fewer when a call of 1000 would run past the time cap). `metric`,
+    `metric_name` and `parity` are filled by the caller; `outputs` (on every row given) stays
+    out of `to_dict`."""
 
     name: str
     technique: str
@@ -391,18 +392,31 @@ def _throughput(
 
 
 def _current_rss_mb() -> float:
-    try:
-        pages = int(Path("/proc/self/statm").read_text().split()[1])
-    except (OSError, IndexError, ValueError):  # not Linux: the high-water mark so far
-        return _peak_rss_mb()
-    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    return _proc_status_mb("VmRSS") or _peak_rss_mb()  # elsewhere: the high-water mark so far
 
 
 def _peak_rss_mb() -> float:
+    """This process's high-water RSS. On Linux from /proc: `ru_maxrss` of a process started by
+    fork and exec keeps the mark of the forked copy of its parent (the parent's whole RSS)."""
+    peak = _proc_status_mb("VmHWM")
+    if peak:
+        return peak
     import resource
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return float(peak / 2**20 if sys.platform == "darwin" else peak / 2**10)  # bytes vs KiB
+
+
+def _proc_status_mb(key: str) -> float:
+    """A `kB` line of /proc/self/status in MiB, or 0 where there is none (not Linux)."""
+    try:
+        lines = Path("/proc/self/status").read_text().splitlines()
+    except OSError:
+        return 0.0
+    for line in lines:
+        if line.startswith(f"{key}:"):
+            return int(line.split()[1]) / 2**10
+    return 0.0
 
 
 if __name__ == "__main__":
