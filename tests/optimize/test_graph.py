@@ -14,6 +14,7 @@ import torch
 
 from fermion.errors import InvalidInputError
 from fermion.optimize.graph import bert_dimensions, count_ops, optimize_graph
+from fermion.optimize.quantize import convert_fp16, quantize_dynamic_int8
 
 Feeds = dict[str, np.ndarray[Any, Any]]
 
@@ -141,6 +142,24 @@ def test_bert_attention_is_fused(bert_onnx: tuple[Path, Feeds], tmp_path: Path) 
     ops = count_ops(result.path)
     assert ops["Attention"] == 2 and "Softmax" not in ops
     np.testing.assert_allclose(run(result.path, feeds), run(src, feeds), atol=1e-3)
+
+
+def test_fused_bert_quantizes_and_converts_to_fp16(
+    bert_onnx: tuple[Path, Feeds], tmp_path: Path
+) -> None:
+    src, feeds = bert_onnx
+    fused = optimize_graph(src, tmp_path / "opt.onnx", kind="embedding").path
+    reference = run(src, feeds)
+
+    int8 = quantize_dynamic_int8(fused, tmp_path / "int8.onnx")
+    assert count_ops(int8)["QAttention"] == 2  # the fused attention's Q, K, V weights too
+    assert float((run(int8, feeds) * reference).sum(axis=1).min()) > 0.99
+
+    # the mean pooling's Cast(to=float) must become a float16 cast inside an fp16 graph
+    fp16 = convert_fp16(fused, tmp_path / "fp16.onnx")
+    out = run(fp16, feeds)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, reference, atol=2e-3)
 
 
 def test_bad_inputs_leave_no_file(mlp_onnx: Path, tmp_path: Path) -> None:

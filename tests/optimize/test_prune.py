@@ -146,3 +146,5 @@ def test_refusals(model: TorchMLPModel, data: dict[str, Split]) -> None:
         fine_tune(model, data["train"][0][:, :5], data["train"][1])
     with pytest.raises(InvalidInputError, match="class codes"):
         fine_tune(model, data["train"][0], data["train"][1] + 5)
+    with pytest.raises(InvalidInputError, match="both X_valid and y_valid"):
+        fine_tune(model, *data["train"], X_valid=data["valid"][0])

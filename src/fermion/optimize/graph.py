@@ -98,9 +98,10 @@ def _optimize_bert(src: Path, dst: Path, num_heads: int, hidden_size: int) -> Gr
 def bert_dimensions(path: Path) -> tuple[int, int]:
     """(num_heads, hidden_size) of a BERT-like graph, or (0, 0) where the graph does not say.
 
-    The hidden size is the width of its LayerNormalization scales (the most common one); the
-    head size is the last dimension of the 4-D reshapes that split Q, K and V into heads,
-    whether the shape is a constant or a Concat of constants and runtime sizes.
+    The hidden size is the width of its LayerNormalization scales (the most common one), or of
+    its square MatMul weights where LayerNorm is decomposed; the head size is the last
+    dimension of the 4-D reshapes that split Q, K and V into heads, whether the shape is a
+    constant or a Concat of constants and runtime sizes.
     """
     require("onnx", "onnx")
     from onnx import numpy_helper
@@ -123,6 +124,15 @@ def bert_dimensions(path: Path) -> tuple[int, int]:
         and node.input[1] in constants
         and constants[node.input[1]].ndim == 1
     )
+    if not widths:  # LayerNorm decomposed (opset < 17): the square Q, K, V, O projections
+        widths = Counter(
+            int(weight.shape[0])
+            for node in graph.node
+            if node.op_type == "MatMul"
+            and (weight := constants.get(node.input[1])) is not None
+            and weight.ndim == 2
+            and weight.shape[0] == weight.shape[1]
+        )
     if not widths:
         return 0, 0
     hidden = widths.most_common(1)[0][0]

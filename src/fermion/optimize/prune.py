@@ -45,6 +45,8 @@ def prune_mlp(model: FittedModel, amount: float, *, structured: bool) -> PruneRe
     source = _torch_mlp(model)
     if not (isinstance(amount, int | float) and 0 < amount < 1):
         raise InvalidInputError(f"the pruning amount must be between 0 and 1, got {amount!r}")
+    if structured and not source.config["hidden"]:
+        raise InvalidInputError("structured pruning needs a network with hidden layers")
     require("torch", "torch")
     import torch
 
@@ -84,6 +86,8 @@ def fine_tune(
     import torch
 
     X, y = _rows(source, X_train, y_train, "training")
+    if (X_valid is None) != (y_valid is None):
+        raise InvalidInputError("give both X_valid and y_valid, or neither")
     valid = None
     if X_valid is not None and y_valid is not None:
         valid = _rows(source, X_valid, y_valid, "validation")
