@@ -194,19 +194,29 @@ def test_a_failure_keeps_the_previous_dst(mlp: tuple[Path, Rows], tmp_path: Path
     assert [p.name for p in tmp_path.iterdir()] == ["static.onnx"]
 
 
-def test_nothing_to_quantize_is_refused(tmp_path: Path) -> None:
-    node = helper.make_node("Relu", ["x"], ["y"])
+def test_graphs_without_neural_weights_are_refused(tmp_path: Path) -> None:
+    """A linear model's (or a tree ensemble's) ai.onnx.ml node: nothing int8 or fp16 applies to."""
+    node = helper.make_node(
+        "LinearRegressor", ["x"], ["y"], domain="ai.onnx.ml", coefficients=[1.0, 2.0, 3.0, 4.0]
+    )
     graph = helper.make_graph(
         [node],
-        "relu",
+        "linear",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 1])],
     )
-    src = tmp_path / "relu.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(src))
-    with pytest.raises(InvalidInputError, match="no MatMul/Gemm/Attention node"):
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 3)]
+    src = tmp_path / "linear.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=opsets), str(src))
+    assert count_ops(src) == {"LinearRegressor": 1}
+
+    with pytest.raises(InvalidInputError, match="no MatMul/Gemm/Attention node to quantize"):
         quantize_dynamic_int8(src, tmp_path / "int8.onnx")
-    assert not (tmp_path / "int8.onnx").exists()
+    with pytest.raises(InvalidInputError, match="no MatMul/Gemm node to quantize"):
+        quantize_static_int8(src, tmp_path / "int8.onnx", calibration=[{"x": np.ones((2, 4))}])
+    with pytest.raises(InvalidInputError, match="LinearRegressor nodes, which compute in float32"):
+        convert_fp16(src, tmp_path / "fp16.onnx")
+    assert [p.name for p in tmp_path.iterdir()] == ["linear.onnx"]
 
 
 def test_ort_optimized_graph_is_refused(mlp: tuple[Path, Rows], tmp_path: Path) -> None:

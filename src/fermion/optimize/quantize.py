@@ -50,6 +50,21 @@ _QUANTIZED_OPS = frozenset(
 )
 
 
+# ai.onnx.ml model ops (trees, linear models, SVMs): float32-only, so the converter keeps
+# them so and casts around them, which it gets wrong when their outputs lack type information
+_FLOAT32_ML_OPS = frozenset(
+    {
+        "LinearClassifier",
+        "LinearRegressor",
+        "SVMClassifier",
+        "SVMRegressor",
+        "TreeEnsemble",
+        "TreeEnsembleClassifier",
+        "TreeEnsembleRegressor",
+    }
+)
+
+
 def quantize_dynamic_int8(
     src: Path,
     dst: Path,
@@ -72,7 +87,7 @@ def quantize_dynamic_int8(
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    _refuse_ort_fused(src)
+    _refuse_unquantizable(src, op_types)
     with atomic_output(dst) as tmp:
         prepared = _pre_processed(src, tmp.parent)
         try:
@@ -128,7 +143,7 @@ def quantize_static_int8(
         quantize_static,
     )
 
-    _refuse_ort_fused(src)
+    _refuse_unquantizable(src, op_types)
     feeds = [dict(feed) for feed in calibration]
     if not feeds:
         raise InvalidInputError("static int8 quantization needs at least one calibration batch")
@@ -189,6 +204,12 @@ def convert_fp16(src: Path, dst: Path, *, keep_io_types: bool = True) -> Path:
     from onnxconverter_common import float16
 
     model = load_graph(src)
+    float_only = sorted(set(count_ops(src)) & _FLOAT32_ML_OPS)
+    if float_only:
+        raise InvalidInputError(
+            f"{src.name} holds {', '.join(float_only)} nodes, which compute in float32 only; "
+            "fp16 conversion is for neural network graphs"
+        )
     with atomic_output(dst) as tmp:
         try:
             with warnings.catch_warnings():
@@ -250,13 +271,20 @@ def _pre_processed(src: Path, folder: Path) -> Path:
     return out
 
 
-def _refuse_ort_fused(src: Path) -> None:
-    fused = sorted(op for op in count_ops(src) if op in ("FusedGemm", "FusedMatMul", "FusedConv"))
+def _refuse_unquantizable(src: Path, op_types: Sequence[str]) -> None:
+    """Refuse, before running ORT's tools, a graph they would fail on or leave unchanged."""
+    ops = count_ops(src)
+    fused = sorted(op for op in ops if op in ("FusedGemm", "FusedMatMul", "FusedConv"))
     if fused:
         raise InvalidInputError(
             f"{src.name} is ONNX Runtime's optimized graph ({', '.join(fused)} nodes), which "
             "the quantizer cannot read; quantize the exported graph (ORT fuses the quantized "
             "one when it loads it)"
+        )
+    if not any(op in ops for op in op_types):
+        raise InvalidInputError(
+            f"{src.name} has no {'/'.join(op_types)} node to quantize "
+            f"(its ops: {', '.join(ops) or 'none'})"
         )
 
 
