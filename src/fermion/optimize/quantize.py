@@ -277,9 +277,9 @@ def _refuse_unquantizable(src: Path, op_types: Sequence[str]) -> None:
     fused = sorted(op for op in ops if op in ("FusedGemm", "FusedMatMul", "FusedConv"))
     if fused:
         raise InvalidInputError(
-            f"{src.name} is ONNX Runtime's optimized graph ({', '.join(fused)} nodes), which "
-            "the quantizer cannot read; quantize the exported graph (ORT fuses the quantized "
-            "one when it loads it)"
+            f"{src.name} is ONNX Runtime's optimized graph, whose {', '.join(fused)} nodes "
+            "the quantizer does not know; quantize the exported graph (ORT fuses the "
+            "quantized one when it loads it)"
         )
     if not any(op in ops for op in op_types):
         raise InvalidInputError(
