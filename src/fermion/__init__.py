@@ -16,6 +16,7 @@ from fermion.errors import (
 
 if TYPE_CHECKING:
     from fermion.data.catalog import DatasetCatalog
+    from fermion.optimize.optimizer import OptimizeResult
     from fermion.registry.registry import ModelRegistry
     from fermion.tracking import Run, Tracker
     from fermion.training.custom import CustomFit
@@ -40,6 +41,7 @@ __all__ = [
     "datasets",
     "evaluate",
     "models",
+    "optimize",
     "runs",
     "serve",
     "start_run",
@@ -106,6 +108,29 @@ def evaluate(model: str, data: str, **options: Any) -> EvaluationReport:
     from fermion.training.evaluation import evaluate_registered
 
     return evaluate_registered(current_workspace(), model, data, **options)
+
+
+def optimize(model: str, **options: Any) -> OptimizeResult:
+    """Export a registered model (`credit@production`) to ONNX, quantize (and optionally
+    prune) it, measure every variant against it on its validation rows, and register those
+    whose metric drops at most `max_drop`.
+
+    Options are the fields of `fermion.optimize.optimizer.OptimizeOptions`: quantize
+    (auto, dynamic, static, fp16, none), prune, prune_mode, fine_tune, max_drop, metric,
+    alias, auto, opset, data, texts, threads, seconds, register.
+    """
+    from dataclasses import fields
+
+    from fermion.optimize.optimizer import OptimizeOptions
+    from fermion.optimize.optimizer import optimize as run_optimize
+
+    known = {f.name for f in fields(OptimizeOptions)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise InvalidInputError(
+            f"unknown optimize option {unknown[0]!r}; expected one of: {', '.join(sorted(known))}"
+        )
+    return run_optimize(current_workspace(), model, OptimizeOptions(**options))
 
 
 def serve(*refs: str, backend: str = "uvicorn", replicas: int = 1, **options: Any) -> None:

@@ -22,6 +22,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("fermion.cli.train", "train"),
     "evaluate": ("fermion.cli.train", "evaluate"),
     "tune": ("fermion.cli.tune", "tune"),
+    "optimize": ("fermion.cli.optimize", "optimize"),
     "deploy": ("fermion.cli.deploy", "deploy"),
     "serve": ("fermion.cli.serve", "serve"),
 }

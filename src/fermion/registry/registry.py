@@ -36,8 +36,11 @@ class ModelRegistry:
         metrics: dict[str, float] | None = None,
         description: str = "",
         origin: str = "trained",
+        derived_from: tuple[ModelVersion, str] | None = None,
     ) -> ModelVersion:
-        """Store the bundle in `folder` (flavor files under `model/`) as a new version."""
+        """Store the bundle in `folder` (flavor files under `model/`) as a new version;
+        `derived_from` (a version, a relation such as "optimized_from") is recorded as its
+        lineage."""
         from fermion.entities import Signature
 
         check_name(name)
@@ -64,6 +67,11 @@ class ModelRegistry:
         if run_id is not None:
             self._storage.lineage.add_edge(
                 ("run", run_id), ("model_version", version.id), "produced"
+            )
+        if derived_from is not None:
+            source, relation = derived_from
+            self._storage.lineage.add_edge(
+                ("model_version", source.id), ("model_version", version.id), relation
             )
         return version
 
