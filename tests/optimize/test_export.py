@@ -4,6 +4,7 @@ under the contract's input and output names."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -98,13 +99,22 @@ def loaded(fitted: Any, folder: Path, task: str, classes: list[Any] = ()) -> Mod
     return Model(manifest, estimator, None)
 
 
-def run_graph(graph: OnnxGraph, feeds: dict[str, np.ndarray]) -> np.ndarray:
-    """The graph's one output in ONNX Runtime, its inputs and output named as `graph` says."""
+def runner(graph: OnnxGraph) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
+    """The graph's one output for some feeds, from one ONNX Runtime session, after checking
+    that its inputs and output are named as `graph` says."""
     session = ort.InferenceSession(str(graph.path), providers=["CPUExecutionProvider"])
     assert [node.name for node in session.get_inputs()] == list(graph.input_names)
     assert [node.name for node in session.get_outputs()] == [graph.output_name]
-    out: np.ndarray = session.run(None, feeds)[0]
-    return out
+
+    def run(feeds: dict[str, np.ndarray]) -> np.ndarray:
+        out: np.ndarray = session.run(None, feeds)[0]
+        return out
+
+    return run
+
+
+def run_graph(graph: OnnxGraph, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    return runner(graph)(feeds)
 
 
 def reference(fitted: FittedModel, X: np.ndarray) -> np.ndarray:
@@ -173,8 +183,9 @@ def test_a_tabular_graph_gives_what_the_model_gives(
     assert graph.path == tmp_path / "onnx" / "model.onnx" and graph.opset == 17
     assert graph.source_flavor == model.flavor and graph.dimension is None
     assert sorted(p.name for p in graph.path.parent.iterdir()) == ["model.onnx"]
-    assert_parity(model._estimator, X, run_graph(graph, {"features": X}), atol)
-    one = run_graph(graph, {"features": X[-1:]})  # the unseen city, one row at a time
+    run = runner(graph)
+    assert_parity(model._estimator, X, run({"features": X}), atol)
+    one = run({"features": X[-1:]})  # the unseen city, one row at a time
     assert_parity(model._estimator, X[-1:], one, atol)
 
 
@@ -188,10 +199,10 @@ def test_lightgbm_exports_the_rounds_it_predicts_with(frame: pl.DataFrame, tmp_p
         fitted,
         None,
     )
-    graph = export_onnx(model, tmp_path)
-    assert_parity(fitted, X, run_graph(graph, {"features": X}), 1e-5)
+    got = run_graph(export_onnx(model, tmp_path), {"features": X})
+    assert_parity(fitted, X, got, 1e-5)
     full = fitted.estimator.predict(X, num_iteration=rounds)
-    assert np.abs(run_graph(graph, {"features": X})[:, 1] - full).max() > 1e-3
+    assert np.abs(got[:, 1] - full).max() > 1e-3
 
 
 def test_an_output_name_already_used_inside_the_graph_is_moved_aside(tmp_path: Path) -> None:
@@ -216,6 +227,26 @@ def test_an_output_name_already_used_inside_the_graph_is_moved_aside(tmp_path: P
     got = run_graph(graph, {"features": features})
     np.testing.assert_allclose(got[1], [0.5, 0.5])
     np.testing.assert_allclose(got[0], np.exp([1.0, 4.0]) / np.exp([1.0, 4.0]).sum(), rtol=1e-6)
+
+
+def test_a_double_logit_becomes_two_float_probability_columns(tmp_path: Path) -> None:
+    from fermion.optimize.export import add_head
+
+    x = onnx.helper.make_tensor_value_info("features", onnx.TensorProto.FLOAT, ["batch", 1])
+    cast = onnx.helper.make_node("Cast", ["features"], ["logit"], to=onnx.TensorProto.DOUBLE)
+    y = onnx.helper.make_tensor_value_info("logit", onnx.TensorProto.DOUBLE, ["batch", 1])
+    proto = onnx.helper.make_model(
+        onnx.helper.make_graph([cast], "g", [x], [y]),
+        opset_imports=[onnx.helper.make_opsetid("", 17)],
+        ir_version=8,
+    )
+    add_head(proto, "logit", "sigmoid", width=2)
+    graph = OnnxGraph(tmp_path / "m.onnx", "matrix", ("features",), "probabilities", 17, "t")
+    onnx.save(proto, graph.path)
+    got = run_graph(graph, {"features": np.array([[0.0], [2.0]], dtype=np.float32)})
+    positive = 1 / (1 + np.exp(-2.0))
+    np.testing.assert_allclose(got, [[0.5, 0.5], [1 - positive, positive]], rtol=1e-6)
+    assert got.dtype == np.float32
 
 
 def test_a_flavor_without_an_exporter_is_refused_by_name(tmp_path: Path) -> None:
@@ -251,8 +282,9 @@ def test_an_estimator_no_converter_covers_is_refused_and_nothing_is_left(
 
 def test_an_opset_out_of_range_is_refused(tmp_path: Path) -> None:
     model = Model({"flavor": "sklearn", "signature": Signature((), "binary").to_dict()}, None, None)
-    with pytest.raises(InvalidInputError, match="opset must be between 13"):
-        export_onnx(model, tmp_path, opset=9)
+    for opset in (9, 21):
+        with pytest.raises(InvalidInputError, match="opset must be between 13 and 20"):
+            export_onnx(model, tmp_path, opset=opset)
 
 
 def test_graph_metadata_leaves_out_the_path() -> None:
@@ -338,8 +370,9 @@ def test_a_custom_modules_exported_program_gives_what_the_model_gives(
     before = reference(model._estimator, X)
     graph = export_onnx(model, tmp_path / "onnx", sample=X[:2])
     assert graph.source_flavor == "torch_export" and graph.opset == 18  # its exporter's least
-    assert_parity(model._estimator, X, run_graph(graph, {"features": X}), 1e-5)
-    assert_parity(model._estimator, X[:1], run_graph(graph, {"features": X[:1]}), 1e-5)
+    run = runner(graph)
+    assert_parity(model._estimator, X, run({"features": X}), 1e-5)
+    assert_parity(model._estimator, X[:1], run({"features": X[:1]}), 1e-5)
     np.testing.assert_array_equal(reference(model._estimator, X), before)  # source untouched
 
 
@@ -411,7 +444,8 @@ def test_an_embedding_graph_and_its_tokenizer_give_the_models_vectors(
         np.testing.assert_array_equal(feeds[name], own[name])
     assert feeds["input_ids"].shape == (len(TEXTS), 256)
 
-    vectors = run_graph(graph, feeds)
+    run = runner(graph)
+    vectors = run(feeds)
     parity = check_parity(encoder.encode(TEXTS), vectors, "embedding")
     assert parity.min_cosine is not None and parity.min_cosine > 0.9999, parity
     assert parity.max_abs_diff < 1e-4
@@ -422,7 +456,7 @@ def test_an_embedding_graph_and_its_tokenizer_give_the_models_vectors(
         "attention_mask": np.array([alone.attention_mask], dtype=np.int64),
         "token_type_ids": np.array([alone.type_ids], dtype=np.int64),
     }
-    np.testing.assert_allclose(run_graph(graph, one)[0], vectors[0], atol=1e-5)
+    np.testing.assert_allclose(run(one)[0], vectors[0], atol=1e-5)
     # the export switched a copy to eager attention, not the shared loaded model
     assert encoder.model[0].auto_model.config._attn_implementation == attention
     ops = {node.op_type for node in onnx.load(str(graph.path)).graph.node}

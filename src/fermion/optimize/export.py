@@ -37,13 +37,14 @@ PROBABILITIES = "probabilities"
 VALUES = "values"
 EMBEDDINGS = "embeddings"
 MIN_OPSET = 13  # the heads' Softmax works on one axis from opset 13
+MAX_OPSET = 20  # the TorchScript exporter's highest (the MLP and embedding graphs)
 EXPORTABLE = ("sklearn", "lightgbm", "xgboost", "torch", "torch_export", "sentence_transformers")
 _ONNXMLTOOLS_MAX_OPSET = 15  # onnxmltools refuses higher; set_opset raises the graph after
 
 GraphKind = Literal["matrix", "embedding"]
 # What turns a converter's raw output into the contract's: already probabilities, logits
-# (softmax), one logit or one probability of class 1 (two columns), or values.
-Head = Literal["probabilities", "softmax", "sigmoid", "positive", "values"]
+# (softmax), one logit of class 1 (sigmoid, then two columns), or values.
+Head = Literal["probabilities", "softmax", "sigmoid", "values"]
 
 
 @dataclass(frozen=True)
@@ -88,11 +89,9 @@ def export_onnx(
             f"a {flavor!r} model cannot be exported to ONNX; exportable flavors: "
             f"{', '.join(EXPORTABLE)}"
         )
-    onnx: Any = require("onnx", "onnx")
-    if not MIN_OPSET <= opset <= onnx.defs.onnx_opset_version():
-        raise InvalidInputError(
-            f"opset must be between {MIN_OPSET} and {onnx.defs.onnx_opset_version()}, not {opset}"
-        )
+    require("onnx", "onnx")
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise InvalidInputError(f"opset must be between {MIN_OPSET} and {MAX_OPSET}, not {opset}")
     folder = Path(folder)
     created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
@@ -112,7 +111,7 @@ def _export(model: Model, folder: Path, opset: int, sample: Any) -> OnnxGraph:
         if model.flavor == "sentence_transformers":
             from fermion.optimize.export_text import export_encoder
 
-            texts = None if sample is None else [str(text) for text in sample]
+            texts = [sample] if isinstance(sample, str) else sample
             return export_encoder(estimator, folder, opset=opset, sample=texts)
         rows = _sample_rows(estimator.n_features, sample)
         proto = _convert(estimator, opset, rows)
@@ -201,7 +200,7 @@ def add_head(
     scale: float = 1.0,
     shift: float = 0.0,
 ) -> None:
-    """Make the float tensor `source` the graph's only output, as the contract names it:
+    """Make the tensor `source` the graph's only output, in float32, as the contract names it:
     `probabilities` (batch, width) or `values` (batch,) (times `scale` plus `shift`). A tensor
     already called so inside the graph is renamed first (a graph where two nodes write one
     name does not load), and nodes no longer needed are dropped."""
@@ -227,6 +226,11 @@ def add_head(
         return str(tensor.name)
 
     nodes: list[Any] = []
+    types = {value.name: value.type.tensor_type.elem_type for value in graph.output}
+    if types.get(source, TensorProto.FLOAT) != TensorProto.FLOAT:  # a double or half network
+        cast = name("float")
+        nodes.append(helper.make_node("Cast", [source], [cast], to=TensorProto.FLOAT))
+        source = cast
     if head == "values":
         flat = name("flat") if (scale, shift) != (1.0, 0.0) else target
         nodes.append(helper.make_node("Reshape", [source, const("shape", [-1], np.int64)], [flat]))
@@ -243,11 +247,8 @@ def add_head(
     elif head == "softmax":
         nodes.append(helper.make_node("Softmax", [source], [target], axis=1))
     else:
-        positive = source
-        if head == "sigmoid":
-            positive = name("positive")
-            nodes.append(helper.make_node("Sigmoid", [source], [positive]))
-        column, negative = name("column"), name("negative")
+        positive, column, negative = name("positive"), name("column"), name("negative")
+        nodes.append(helper.make_node("Sigmoid", [source], [positive]))
         shape = const("column_shape", [-1, 1], np.int64)
         nodes.append(helper.make_node("Reshape", [positive, shape], [column]))
         nodes.append(helper.make_node("Sub", [const("one", 1.0, np.float32), column], [negative]))

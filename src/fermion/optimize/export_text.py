@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 POOLING_MODES = ("mean", "cls", "max")
 # Texts of different lengths, so the traced batch is padded and the mask path is recorded.
+_TRACE_ROWS = 8  # of the sample: the trace records the graph, not the data
 _TRACE_TEXTS = ("a", "An example sentence, long enough to need padding in the other one.")
 
 
@@ -57,7 +58,7 @@ def export_encoder(
     else:
         network.config._attn_implementation = "eager"
     network.eval()
-    texts = [*(sample or ()), *_TRACE_TEXTS]
+    texts = [*(str(text) for text in list(sample or ())[:_TRACE_ROWS]), *_TRACE_TEXTS]
     batch = tokenizer(
         texts,
         padding=True,
