@@ -125,6 +125,8 @@ def test_the_cli_prints_the_report_and_exits_1_when_the_gate_drops_a_variant(
     report = json.loads(ok.stdout)
     assert [v["name"] for v in report["variants"]] == ["original", "onnx"]
     assert report["variants"][1]["decision"]["verdict"] == "registered"
+    shown = runner.invoke(app, ["models", "show", "credit_trees:2"])
+    assert "origin: optimized from credit_trees:1 by run" in shown.output
     dropped = runner.invoke(
         app,
         [

@@ -78,9 +78,15 @@ def render_version(out: Console, version: ModelVersion, manifest: Mapping[str, A
     out.print(f"aliases: {', '.join(version.aliases) or 'none'}")
     if signature.classes:
         out.print(f"classes: {escape(', '.join(signature.classes))}")
-    made = f"trained by run {version.run_id}" if version.run_id is not None else version.origin
-    if version.run_id is not None and manifest.get("data"):
-        made += f" on {manifest['data']}"
+    source = manifest.get("optimized_from")
+    if isinstance(source, dict):
+        made = f"optimized from {source.get('name')}:{source.get('version')}"
+        made += f" by run {version.run_id}" if version.run_id is not None else ""
+    elif version.run_id is not None:
+        made = f"trained by run {version.run_id}"
+        made += f" on {manifest['data']}" if manifest.get("data") else ""
+    else:
+        made = version.origin
     out.print(f"origin: {made}")
     out.print(
         f"registered {version.created_at:%Y-%m-%d %H:%M:%S} UTC, sha256 {version.content_hash[:12]}"
