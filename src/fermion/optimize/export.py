@@ -385,7 +385,7 @@ class _Ensemble:
     _TARGETS = ("treeids", "nodeids", "ids", "weights")
 
     def __init__(self) -> None:
-        self.nodes: dict[str, list[Any]] = defaultdict(list)
+        self.nodes: dict[str, list[npt.NDArray[Any]]] = defaultdict(list)
         self.targets: dict[str, list[Any]] = defaultdict(list)
         self.trees = 0
 
@@ -407,27 +407,28 @@ class _Ensemble:
         count, branch = len(leaf), ~leaf
         left, right = (np.where(branch, side, 0).astype(np.int64) for side in children)
         limits = np.where(branch, _float32_floor(np.asarray(threshold, dtype=np.float64)), 0)
-        columns = [
+        columns: list[npt.NDArray[Any]] = [
             np.full(count, self.trees), np.arange(count), np.where(branch, feature, 0),
-            np.where(branch, "BRANCH_LEQ", "LEAF"), limits, left, right,
-            np.where(branch, missing_left, 0).astype(np.int64),
+            np.where(branch, "BRANCH_LEQ", "LEAF").astype(object), limits.astype(np.float64),
+            left, right, np.where(branch, missing_left, 0).astype(np.int64),
         ]  # fmt: skip
-        rows = [list(column) for column in zip(*columns, strict=True)]
+        links: list[list[Any]] = []  # the categorical chains' tests after their first
         for node, (go_left, others) in (categories or {}).items():
             missing = bool(missing_left[node])
             chain = [(value, left[node]) for value in go_left]
             chain += [(value, right[node]) for value in others] if missing else []
             # the chain's first test replaces the split; what matched nothing goes on
-            ids = [node, *range(len(rows), len(rows) + len(chain) - 1)]
+            ids = [node, *range(count + len(links), count + len(links) + len(chain) - 1)]
             ids.append(left[node] if missing else right[node])
-            links = [
+            tests = [
                 [self.trees, ids[i], feature[node], "BRANCH_EQ", value, child, ids[i + 1], 0]
                 for i, (value, child) in enumerate(chain)
             ]
-            rows[node] = links[0]
-            rows.extend(links[1:])
-        for key, items in zip(self._NODES, zip(*rows, strict=True), strict=True):
-            self.nodes[key].extend(items)
+            for column, item in zip(columns, tests[0], strict=True):
+                column[node] = item
+            links.extend(tests[1:])
+        for key, column, *items in zip(self._NODES, columns, *links, strict=True):
+            self.nodes[key].append(np.concatenate([column, np.asarray(items, column.dtype)]))
         leaves = np.flatnonzero(leaf)
         weights = np.asarray(values, dtype=np.float64)[leaves].reshape(-1)
         self.targets["treeids"].extend([self.trees] * weights.size)
@@ -441,7 +442,9 @@ class _Ensemble:
         """The model: `features` in, the ensemble's raw scores `raw` (batch, width) out."""
         from onnx import TensorProto, helper
 
-        attributes = {f"nodes_{key}": np.asarray(self.nodes[key]).tolist() for key in self._NODES}
+        attributes = {
+            f"nodes_{key}": np.concatenate(self.nodes[key]).tolist() for key in self._NODES
+        }
         for key in self._TARGETS:
             attributes[f"target_{key}"] = np.asarray(self.targets[key]).tolist()
         node = helper.make_node(
