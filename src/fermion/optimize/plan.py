@@ -57,7 +57,7 @@ def plan_variants(
     if not network and any(q in ("dynamic", "static") for q in chosen):
         raise InvalidInputError(
             f"int8 quantization does not help a {model.flavor} model (its graph has no "
-            "large matrix products): use --quantize none or fp16, or --auto"
+            "large matrix products): use --quantize none, or --auto"
         )
     if "static" in chosen and model.task == "embedding":
         raise InvalidInputError(
