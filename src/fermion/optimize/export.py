@@ -6,10 +6,10 @@ A tabular graph starts where Fermion's preprocessing ends: it takes the float32 
 (batch,), what the source `FittedModel`'s `predict_proba` and `predict` give. Each converter
 builds a raw graph; `add_head` then names its one output and adds what the library computes
 after the trees or the network (sigmoid, softmax, target scaling). The source model is never
-changed. Scikit-learn's forests and histogram boosting are converted here, tree by tree
-(skl2onnx ignores their learned missing-value directions and cannot convert categorical
-splits); any other scikit-learn estimator goes through skl2onnx, LightGBM and XGBoost through
-onnxmltools.
+changed. Scikit-learn's forests and histogram boosting are converted tree by tree in
+`export_trees.py` (skl2onnx ignores their learned missing-value directions and cannot convert
+categorical splits); any other scikit-learn estimator goes through skl2onnx, LightGBM and
+XGBoost through onnxmltools.
 """
 
 from __future__ import annotations
