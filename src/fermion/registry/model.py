@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import polars as pl
 
 from fermion.entities import ModelVersion, Signature
 from fermion.errors import InvalidInputError
 from fermion.registry.bundle import MANIFEST, read_manifest_file
 from fermion.registry.signature import Rows, conform, frame_schema, to_frame
+
+if TYPE_CHECKING:
+    import polars as pl  # imported where a frame is built: numeric batches never need it
 
 
 class Model:
@@ -103,6 +105,8 @@ class Model:
         if self._inputs == "matrix" and preprocessor is not None and preprocessor.reads_values:
             features = preprocessor.transform_values(columns, rows)
             return self._predict_features(features, proba)
+        import polars as pl
+
         frame = pl.DataFrame(dict(columns), schema=frame_schema(self.signature), strict=False)
         return self.predict_with_proba(frame, proba=proba)
 
@@ -163,6 +167,8 @@ class Model:
 
     def predict_frame(self, rows: Rows) -> pl.DataFrame:
         """Predictions as a frame: `prediction`, and a probability column per class."""
+        import polars as pl
+
         frame = to_frame(rows)
         result = {"prediction": self.predict(frame).tolist()}
         if self.task != "regression" and hasattr(self._estimator, "predict_proba"):

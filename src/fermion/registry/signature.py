@@ -2,22 +2,37 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
-from typing import Any
-
-import polars as pl
+from typing import TYPE_CHECKING, Any
 
 from fermion.entities import ColumnSchema, ColumnSpec, LogicalType, Signature
 from fermion.errors import InvalidInputError
 
-_DTYPES: dict[str, pl.DataType] = {
-    LogicalType.INTEGER: pl.Int64(),
-    LogicalType.FLOAT: pl.Float64(),
-    LogicalType.BOOLEAN: pl.Boolean(),
-    LogicalType.CATEGORICAL: pl.String(),
-    LogicalType.STRING: pl.String(),
-    LogicalType.DATETIME: pl.Datetime("us"),
-}
+# Polars is imported where frames are built: a server's numeric batches never need it.
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    import polars as pl
+
+    Rows: TypeAlias = Mapping[str, Any] | Sequence[Mapping[str, Any]] | pl.DataFrame | Any
+else:
+    Rows = Any
+
+
+@functools.cache
+def _dtypes() -> Mapping[str, pl.DataType]:
+    """The Polars type of each logical type."""
+    import polars as pl
+
+    return {
+        LogicalType.INTEGER: pl.Int64(),
+        LogicalType.FLOAT: pl.Float64(),
+        LogicalType.BOOLEAN: pl.Boolean(),
+        LogicalType.CATEGORICAL: pl.String(),
+        LogicalType.STRING: pl.String(),
+        LogicalType.DATETIME: pl.Datetime("us"),
+    }
 
 
 def signature_from_schema(
@@ -37,18 +52,19 @@ def signature_from_schema(
 
 def frame_schema(signature: Signature) -> dict[str, pl.DataType]:
     """Column types for rows of JSON values; datetimes stay text until `conform` parses them."""
-    text = pl.String()
+    import polars as pl
+
+    text, dtypes = pl.String(), _dtypes()
     return {
-        spec.name: text if spec.type == LogicalType.DATETIME else _DTYPES.get(spec.type, text)
+        spec.name: text if spec.type == LogicalType.DATETIME else dtypes.get(spec.type, text)
         for spec in signature.inputs
     }
 
 
-Rows = Mapping[str, Any] | Sequence[Mapping[str, Any]] | pl.DataFrame | Any
-
-
 def to_frame(rows: Rows) -> pl.DataFrame:
     """Rows as a Polars frame: one dict, a list of dicts, or a Polars or pandas frame."""
+    import polars as pl
+
     if isinstance(rows, pl.DataFrame):
         return rows
     if isinstance(rows, Mapping):
@@ -66,6 +82,8 @@ def to_frame(rows: Rows) -> pl.DataFrame:
 
 
 def _from_pandas(rows: Any) -> pl.DataFrame:
+    import polars as pl
+
     if hasattr(rows, "columns"):
         try:
             return pl.from_pandas(rows)
@@ -78,6 +96,8 @@ def _from_pandas(rows: Any) -> pl.DataFrame:
 
 
 def _from_dicts(rows: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
+    import polars as pl
+
     try:
         return pl.DataFrame(list(rows), infer_schema_length=None, strict=False)
     except (pl.exceptions.PolarsError, TypeError, ValueError) as exc:
@@ -89,9 +109,12 @@ def conform(frame: pl.DataFrame, signature: Signature) -> pl.DataFrame:
 
     A missing column, or a value that does not fit its column's type, raises InvalidInputError.
     """
+    import polars as pl
+
+    dtypes = _dtypes()
     if frame.width == 0 and frame.height == 0:  # an empty list of rows: no predictions
         return pl.DataFrame(
-            schema={spec.name: _DTYPES.get(spec.type, pl.String()) for spec in signature.inputs}
+            schema={spec.name: dtypes.get(spec.type, pl.String()) for spec in signature.inputs}
         )
     missing = [c.name for c in signature.inputs if c.name not in frame.columns]
     if missing:
@@ -101,7 +124,7 @@ def conform(frame: pl.DataFrame, signature: Signature) -> pl.DataFrame:
     columns = []
     for spec in signature.inputs:
         column = frame.get_column(spec.name)
-        target = _DTYPES.get(spec.type, pl.String())
+        target = dtypes.get(spec.type, pl.String())
         if column.dtype != target:
             column = _cast(column, target, spec)
         columns.append(column)
@@ -109,6 +132,8 @@ def conform(frame: pl.DataFrame, signature: Signature) -> pl.DataFrame:
 
 
 def _cast(column: pl.Series, target: pl.DataType, spec: ColumnSpec) -> pl.Series:
+    import polars as pl
+
     if column.dtype == pl.Null:
         return column.cast(target)
     try:
@@ -143,6 +168,8 @@ _FALSE = frozenset({"false", "f", "no", "n", "0"})
 
 def _booleans(column: pl.Series, spec: ColumnSpec) -> pl.Series:
     """Text such as JSON clients send: true/false, yes/no, 1/0 (any case)."""
+    import polars as pl
+
     words = column.str.strip_chars().str.to_lowercase()
     present = words.drop_nulls()
     unknown = present.filter(~present.is_in(list(_TRUE | _FALSE)))
@@ -153,6 +180,8 @@ def _booleans(column: pl.Series, spec: ColumnSpec) -> pl.Series:
 
 
 def _first_bad(column: pl.Series, target: pl.DataType) -> Any:
+    import polars as pl
+
     for value in column.drop_nulls().to_list()[:10_000]:
         try:
             pl.Series([value]).cast(target, strict=True)

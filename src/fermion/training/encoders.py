@@ -6,16 +6,19 @@ Each is a frozen record of fitted state with `to_dict` (plain JSON) and a vector
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast, get_args
+from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
 import numpy as np
-import polars as pl
 
 from fermion.errors import InvalidInputError
 from fermion.training.text import embed_texts, embedding_dim
+
+if TYPE_CHECKING:
+    import polars as pl  # imported where a Series is read: `write_values` never needs it
 
 ColumnRole = Literal["numeric", "boolean", "categorical", "datetime", "text"]
 ROLES: tuple[str, ...] = get_args(ColumnRole)
@@ -95,12 +98,20 @@ class CategoricalEncoder:
     fill: float | None
     role: ColumnRole = field(default="categorical", init=False)
     _codes: dict[str, int] = field(init=False, repr=False, compare=False)
-    _enum: pl.Enum = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        # Lookup structures derived from the categories, built once for every transform.
-        object.__setattr__(self, "_codes", {value: i for i, value in enumerate(self.categories)})
-        object.__setattr__(self, "_enum", pl.Enum(self.categories))
+        # The lookup of every transform, built once; the Enum waits for a long column.
+        codes = {value: i for i, value in enumerate(self.categories)}
+        if len(codes) != len(self.categories):  # what building the Enum refuses
+            raise ValueError(f"column {self.name!r}: the categories must be unique")
+        object.__setattr__(self, "_codes", codes)
+
+    @functools.cached_property
+    def _enum(self) -> pl.Enum:
+        """The categories as a Polars Enum, for columns too long for a dict lookup."""
+        import polars as pl
+
+        return pl.Enum(self.categories)
 
     @classmethod
     def fit(
@@ -129,6 +140,8 @@ class CategoricalEncoder:
             lookup = self._codes
             values = strings.to_list()
             return np.fromiter((lookup.get(v, -1) for v in values), np.int64, len(values))
+        import polars as pl
+
         codes = strings.cast(self._enum, strict=False).to_physical().cast(pl.Int64)
         return codes.fill_null(-1).to_numpy()
 
@@ -222,6 +235,8 @@ def _as_text(value: Any) -> str:
 
 
 def as_strings(series: pl.Series) -> pl.Series:
+    import polars as pl
+
     if series.dtype == pl.String:
         return series
     try:
@@ -232,6 +247,8 @@ def as_strings(series: pl.Series) -> pl.Series:
 
 def _floats(series: pl.Series, role: ColumnRole) -> np.ndarray:
     """The column as float64, NaN where missing; datetimes as epoch seconds."""
+    import polars as pl
+
     try:
         if role == "datetime":
             return _epoch_seconds(series)
@@ -245,6 +262,8 @@ def _floats(series: pl.Series, role: ColumnRole) -> np.ndarray:
 
 
 def _epoch_seconds(series: pl.Series) -> np.ndarray:
+    import polars as pl
+
     dtype = series.dtype
     if dtype == pl.Null:
         return np.full(len(series), np.nan)

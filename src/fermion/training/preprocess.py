@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TypeGuard, get_args
+from typing import TYPE_CHECKING, Any, Literal, TypeGuard, get_args
 
 import numpy as np
-import polars as pl
 
 from fermion.errors import InvalidInputError
 from fermion.training.encoders import (
@@ -26,6 +25,9 @@ from fermion.training.encoders import (
     encoder_from_dict,
 )
 from fermion.training.text import DEFAULT_TEXT_MODEL, embedding_dim
+
+if TYPE_CHECKING:
+    import polars as pl  # imported where frames are read: `transform_values` never needs it
 
 Encoding = Literal["ordinal", "onehot"]
 TEXT_MEAN_LENGTH = 30
@@ -42,6 +44,8 @@ def column_roles(
     text: a mean length over TEXT_MEAN_LENGTH characters and over TEXT_DISTINCT_RATIO of its
     values distinct.
     """
+    import polars as pl
+
     schema = frame.schema
     missing = [name for name in features if name not in schema]
     if missing:
@@ -75,6 +79,8 @@ def column_roles(
 
 
 def _dtype_role(name: str, dtype: pl.DataType) -> ColumnRole:
+    import polars as pl
+
     if dtype.is_integer() or dtype.is_float() or isinstance(dtype, pl.Decimal):
         return "numeric"
     if dtype == pl.Boolean:
@@ -206,7 +212,7 @@ class Preprocessor:
                 max_categories=int(state["max_categories"]),
                 text_model=str(state["text_model"]),
             )
-        except (KeyError, TypeError, ValueError, pl.exceptions.PolarsError) as exc:
+        except (KeyError, TypeError, ValueError) as exc:
             raise InvalidInputError(f"not a fitted preprocessor state: {exc!r}") from None
         preprocessor._set_columns(columns)
         return preprocessor
@@ -242,6 +248,8 @@ class Preprocessor:
         return self.columns_
 
     def _check_frame(self, frame: pl.DataFrame) -> None:
+        import polars as pl
+
         if not isinstance(frame, pl.DataFrame):
             raise InvalidInputError(f"expected a Polars DataFrame, not {type(frame).__name__}")
         present = set(frame.columns)
