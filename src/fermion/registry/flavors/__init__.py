@@ -8,25 +8,32 @@ a pickle-based flavor (or a file holding types outside its library) refuses to l
 
 from __future__ import annotations
 
+import functools
+import importlib
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from fermion.errors import InvalidInputError
-from fermion.registry.flavors.lightgbm_flavor import LightGBMFlavor
-from fermion.registry.flavors.onnx_flavor import OnnxFlavor
-from fermion.registry.flavors.onnx_text import OnnxEncoder
-from fermion.registry.flavors.python_flavor import PythonFlavor
-from fermion.registry.flavors.sentence_transformers_flavor import (
-    SentenceEncoder,
-    SentenceTransformersFlavor,
-)
-from fermion.registry.flavors.sklearn_flavor import SklearnFlavor
-from fermion.registry.flavors.torch_export_flavor import TorchExportFlavor
-from fermion.registry.flavors.torch_flavor import TorchFlavor
-from fermion.registry.flavors.xgboost_flavor import XGBoostFlavor
-from fermion.training.families.base import FittedModel
+
+if TYPE_CHECKING:
+    from fermion.registry.flavors.onnx_text import OnnxEncoder
+    from fermion.registry.flavors.sentence_transformers_flavor import SentenceEncoder
+    from fermion.training.families.base import FittedModel
+
+# name -> (module, class); a flavor's module (and the libraries and family it imports) loads
+# when the flavor is first asked for, so loading one model imports one flavor's code.
+_FLAVOR_CLASSES: dict[str, tuple[str, str]] = {
+    "sklearn": ("sklearn_flavor", "SklearnFlavor"),
+    "lightgbm": ("lightgbm_flavor", "LightGBMFlavor"),
+    "xgboost": ("xgboost_flavor", "XGBoostFlavor"),
+    "torch": ("torch_flavor", "TorchFlavor"),
+    "torch_export": ("torch_export_flavor", "TorchExportFlavor"),
+    "python": ("python_flavor", "PythonFlavor"),
+    "sentence_transformers": ("sentence_transformers_flavor", "SentenceTransformersFlavor"),
+    "onnx": ("onnx_flavor", "OnnxFlavor"),
+}
 
 __all__ = ["FLAVORS", "Flavor", "flavor_for", "get_flavor"]
 
@@ -52,30 +59,25 @@ class Flavor(Protocol):
         ...
 
 
-FLAVORS: Mapping[str, Flavor] = MappingProxyType(
-    {
-        flavor.name: flavor
-        for flavor in (
-            SklearnFlavor(),
-            LightGBMFlavor(),
-            XGBoostFlavor(),
-            TorchFlavor(),
-            TorchExportFlavor(),
-            PythonFlavor(),
-            SentenceTransformersFlavor(),
-            OnnxFlavor(),
-        )
-    }
-)
+@functools.cache
+def _flavor(name: str) -> Flavor:
+    module, cls = _FLAVOR_CLASSES[name]
+    flavor: Flavor = getattr(importlib.import_module(f"{__name__}.{module}"), cls)()
+    return flavor
 
 
 def get_flavor(name: str) -> Flavor:
-    try:
-        return FLAVORS[name]
-    except KeyError:
+    if name not in _FLAVOR_CLASSES:
         raise InvalidInputError(
-            f"unknown model flavor {name!r}; choose one of: {', '.join(FLAVORS)}"
-        ) from None
+            f"unknown model flavor {name!r}; choose one of: {', '.join(_FLAVOR_CLASSES)}"
+        )
+    return _flavor(name)
+
+
+def __getattr__(name: str) -> Mapping[str, Flavor]:
+    if name == "FLAVORS":  # every flavor, loaded
+        return MappingProxyType({flavor: _flavor(flavor) for flavor in _FLAVOR_CLASSES})
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def flavor_for(model: FittedModel) -> Flavor:
