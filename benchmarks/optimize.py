@@ -42,7 +42,10 @@ Targets: MiniLM int8 >= 3x fp32 eager rows/s at batch 32, >= 90% of the hand-wri
 >= 3.5x smaller than the fp32 model, cosine with fp32 embeddings mean >= 0.99 and min >= 0.98;
 MLP and transformer int8 >= 5x and >= 2x fp32 eager rows/s at batch 32, labels >= 99% as fp32
 eager's; scikit-learn ONNX >= 20x lower batch-1 latency than scikit-learn, labels 100% as
-Fermion's source model's. Exit status 1 when a target is missed.
+Fermion's source model's. Exit status 1 when a target is missed. int8's gains depend on the
+CPU (the first line says whether it has VNNI) and on the load: PyTorch eager with every core's
+thread slows down most when other processes take a core, which inflates ratios against it (the
+table's last column is the load; a note follows it when the machine was busy).
 """
 
 from __future__ import annotations
@@ -117,6 +120,20 @@ class Check:
     @property
     def held(self) -> bool | None:
         return None if self.target is None else self.value >= self.target
+
+
+def int8_flags() -> str:
+    """The CPU's int8 dot-product instructions, which ORT's int8 kernels gain most from: without
+    VNNI (AVX2 only) int8 runs on VPMADDUBSW and gains far less over float32."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "CPU flags unknown"
+    flags = set(text.split())
+    found = [f for f in ("avx512_vnni", "avx_vnni", "amx_int8") if f in flags]
+    if found:
+        return "int8: " + ", ".join(found)
+    return "int8: no VNNI" + (" (AVX2)" if "avx2" in flags else "")
 
 
 def load_average() -> str:
@@ -285,7 +302,9 @@ def report_checks(model: str, result: Any, variant: str) -> list[Check]:
     ]
 
 
-def agreement(model: str, ours: str, labels: Any, reference: Any, name: str, target: float | None):
+def agreement(
+    model: str, ours: str, labels: Any, reference: Any, name: str, target: float | None
+) -> Check:
     share = float(np.mean(np.asarray(labels) == np.asarray(reference)))
     return Check(
         model,
@@ -878,7 +897,8 @@ def main() -> None:
     torch.set_num_threads(s.threads)
     print(
         f"{', '.join(names)}; {s.threads} threads, {s.rounds} rounds x {s.seconds:g} s; "
-        f"{os.cpu_count()} CPUs; load average {load_average()}; torch {torch.__version__}, "
+        f"{os.cpu_count()} CPUs, {int8_flags()}; load average {load_average()}; "
+        f"torch {torch.__version__}, "
         f"onnxruntime {__import__('onnxruntime').__version__}",
         flush=True,
     )
