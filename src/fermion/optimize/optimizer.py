@@ -11,7 +11,6 @@ Everything is a tracked run in experiment `optimize-<model>`, with the report at
 from __future__ import annotations
 
 import dataclasses
-import os
 import shutil
 import uuid
 from collections.abc import Callable
@@ -20,12 +19,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from fermion.errors import FermionError, InvalidInputError, first_line
-from fermion.optimize.measure import Candidate, Measurement, default_metric, measure, score
+from fermion.optimize.measure import (
+    Candidate,
+    Measurement,
+    default_metric,
+    measure,
+    metric_names,
+    score,
+)
 from fermion.optimize.parity import check_parity
 from fermion.optimize.plan import Variant, plan_variants
 from fermion.optimize.report import Decision, OptimizeReport
 from fermion.optimize.rows import Rows, model_rows, text_rows
 from fermion.optimize.variants import VariantBuilder
+from fermion.registry.flavors.onnx_flavor import machine_threads
 
 if TYPE_CHECKING:
     from fermion.entities import ModelVersion
@@ -107,7 +114,7 @@ def optimize(
     variants = plan_variants(
         model, options.quantize, options.auto, options.prune, options.prune_mode
     )
-    threads = options.threads or _cores()
+    threads = options.threads or machine_threads()
     work = ws.scratch_dir / f"optimize-{uuid.uuid4().hex}"
     name = source.name
     try:
@@ -188,21 +195,14 @@ def _metric_name(model: Model, options: OptimizeOptions) -> str:
         if options.metric not in (None, COSINE):
             raise InvalidInputError("an embedding model is gated on its cosine with the original")
         return COSINE
-    metric = options.metric or default_metric(model.task)  # type: ignore[arg-type]
-    score(model.task, metric, _dummy_outputs(model), [0, 1], model.classes)  # type: ignore[arg-type]
+    task = model.task
+    metric = options.metric or default_metric(task)  # type: ignore[arg-type]
+    if metric not in metric_names(task):  # type: ignore[arg-type]
+        raise InvalidInputError(
+            f"unknown metric {metric!r} for task {task!r}; "
+            f"choose one of: {', '.join(metric_names(task))}"  # type: ignore[arg-type]
+        )
     return metric
-
-
-def _dummy_outputs(model: Model) -> Any:
-    """Two rows of outputs of the model's shape, so an unknown metric fails before any work."""
-    import numpy as np
-
-    if model.task == "regression":
-        return np.array([0.0, 1.0])
-    width = max(2, len(model.classes))
-    outputs = np.zeros((2, width))
-    outputs[0, 0] = outputs[1, 1] = 1.0
-    return outputs
 
 
 def _measure_original(
@@ -347,13 +347,6 @@ def _summary_metrics(report: OptimizeReport) -> dict[str, float]:
         out[f"{variant.name}.rows_per_s_32"] = variant.rows_per_s_32
         out[f"{variant.name}.size_bytes"] = float(variant.size_bytes)
     return out
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 __all__ = ["OptimizeOptions", "OptimizeResult", "Variant", "optimize"]
