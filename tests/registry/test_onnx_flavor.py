@@ -23,7 +23,7 @@ from fermion.registry.flavors.onnx_flavor import (
     OnnxModel,
     machine_threads,
 )
-from fermion.registry.flavors.onnx_text import OnnxEncoder
+from fermion.registry.flavors.onnx_text import OnnxEncoder, length_batches
 from fermion.training.trainer import train
 from fermion.workspace import Workspace
 
@@ -387,6 +387,22 @@ def test_an_encoder_runs_more_texts_than_a_batch_in_order(embedding_folder: Path
     np.testing.assert_allclose(encoder.encode(texts), expected_embeddings(texts), atol=1e-6)
     encoder.limit_threads(1)
     assert encoder.session.model.get_session_options().intra_op_num_threads == 1
+
+
+def test_length_batches_group_texts_of_similar_length_longest_first() -> None:
+    lengths = [15, 50, 3, 14, 3, 16, 15, 28]
+    batches = length_batches(lengths, max_rows=32, max_padding=0.2)
+    assert sorted(i for batch in batches for i in batch) == list(range(len(lengths)))
+    assert batches == [[1], [7], [5, 0, 6, 3], [2, 4]]  # no 50-token padding for the rest
+    for batch in batches:  # each batch's padding within the limit
+        width = max(lengths[i] for i in batch)
+        assert len(batch) * width - sum(lengths[i] for i in batch) <= 0.2 * len(batch) * width
+    assert length_batches([7] * 70, max_rows=32) == [
+        list(range(0, 32)),
+        list(range(32, 64)),
+        list(range(64, 70)),
+    ]
+    assert length_batches([]) == []
 
 
 def test_an_encoder_feeds_token_types_only_to_a_graph_that_takes_them(tmp_path: Path) -> None:

@@ -2,8 +2,9 @@
 `SentenceEncoder` interface (texts in, one float32 vector per text out).
 
 The texts are tokenized by the `tokenizers` library (special tokens added, cut at
-`max_seq_length` tokens), sorted by length and run in batches of `batch_size`, each padded to
-its longest text, as sentence-transformers does; the graph pools and normalizes.
+`max_seq_length` tokens), sorted by length and run in batches of similar length (at most
+`batch_size` texts, little padding: `length_batches`), each padded to its longest text; the
+graph pools and normalizes.
 """
 
 from __future__ import annotations
@@ -88,10 +89,9 @@ class OnnxEncoder:
         if not texts:
             return np.empty((0, self.dimension), dtype=np.float32)
         encodings = self._tokenizer.encode_batch(list(texts))
-        order = np.argsort([-len(encoding.ids) for encoding in encodings], kind="stable")
         vectors = np.empty((len(encodings), self.dimension), dtype=np.float32)
-        for start in range(0, len(order), self.batch_size):
-            rows = order[start : start + self.batch_size]
+        lengths = [len(encoding.ids) for encoding in encodings]
+        for rows in length_batches(lengths, max_rows=self.batch_size):
             vectors[rows] = self._run([encodings[i] for i in rows])
         return vectors
 
@@ -122,6 +122,34 @@ class OnnxEncoder:
                 f"{(len(encodings), self.dimension)}"
             )
         return out
+
+
+def length_batches(
+    lengths: Sequence[int], *, max_rows: int = 32, max_padding: float = 0.2
+) -> list[list[int]]:
+    """Positions of `lengths` grouped into batches of similar length, longest first: a batch
+    ends at `max_rows` or when padding every text to its longest would make more than
+    `max_padding` of the batch's tokens padding.
+
+    Padding is work the graph does for nothing (one 50-token text padded 31 others of about
+    15 to 50: 1,600 tokens for 490), and with int8 it costs accuracy too: padded positions
+    share each matrix product's activation scale with the short texts' real tokens.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    batch: list[int] = []
+    tokens = 0
+    for i in order:
+        if batch:
+            padded = (len(batch) + 1) * lengths[batch[0]]
+            if len(batch) >= max_rows or padded - tokens - lengths[i] > max_padding * padded:
+                batches.append(batch)
+                batch, tokens = [], 0
+        batch.append(i)
+        tokens += lengths[i]
+    if batch:
+        batches.append(batch)
+    return batches
 
 
 def _pad_id(tokenizer: Any) -> int:
