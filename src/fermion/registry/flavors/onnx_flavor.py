@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import threading
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -65,10 +65,19 @@ class OnnxSession:
     """
 
     def __init__(
-        self, path: Path, *, feeds: Collection[str], output: str, threads: int | None = None
+        self,
+        path: Path,
+        *,
+        feeds: Collection[str],
+        output: str,
+        threads: int | None = None,
+        weights_8bit: Sequence[tuple[str, str]] = (),
     ) -> None:
+        """`weights_8bit`: (weight, scale) initializer pairs to narrow to 7 bits on a CPU
+        whose int8 kernel saturates (see `onnx_int8`)."""
         self.path = path
         self.output = output
+        self.weights_8bit = list(weights_8bit)
         self._feeds = frozenset(feeds)
         self._threads = threads
         self._session: Any = None
@@ -118,7 +127,7 @@ class OnnxSession:
             raise StorageError(f"model file {self.path} is missing")
         try:
             session = ort.InferenceSession(
-                str(self.path),
+                self._graph(),
                 sess_options=session_options(self.threads),
                 providers=["CPUExecutionProvider"],
             )
@@ -140,6 +149,13 @@ class OnnxSession:
             )
         self._input_names = inputs
         return session
+
+    def _graph(self) -> str | bytes:
+        from fermion.registry.flavors.onnx_int8 import int8_saturates, narrowed
+
+        if self.weights_8bit and int8_saturates():
+            return narrowed(self.path, self.weights_8bit)
+        return str(self.path)
 
 
 def checked_meta(meta: Mapping[str, Any], kind: str | None = None) -> dict[str, Any]:
@@ -180,6 +196,10 @@ def checked_meta(meta: Mapping[str, Any], kind: str | None = None) -> dict[str, 
     if found == EMBEDDING and any(name not in TEXT_INPUTS for name in inputs):
         raise InvalidInputError(f"an embedding onnx graph takes {list(TEXT_INPUTS)}, not {inputs}")
     checked.update(flavor=OnnxFlavor.name, input_names=list(inputs), output_name=output)
+    if "weights_8bit" in meta:
+        from fermion.registry.flavors.onnx_int8 import checked_pairs
+
+        checked["weights_8bit"] = [list(pair) for pair in checked_pairs(meta["weights_8bit"])]
     return checked
 
 

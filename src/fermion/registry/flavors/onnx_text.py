@@ -9,7 +9,7 @@ graph pools and normalizes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -64,7 +64,12 @@ class OnnxEncoder:
             loaded = tokenizers.Tokenizer.from_file(str(tokenizer_path))
         except Exception as exc:  # the library raises plain Exceptions for a bad file
             raise StorageError(f"cannot read {tokenizer_path}: {first_line(exc)}") from exc
-        session = OnnxSession(path, feeds=checked["input_names"], output=checked["output_name"])
+        session = OnnxSession(
+            path,
+            feeds=checked["input_names"],
+            output=checked["output_name"],
+            weights_8bit=[tuple(pair) for pair in checked.get("weights_8bit", [])],
+        )
         return cls(session, loaded, checked, tokenizer_path)
 
     def __repr__(self) -> str:
@@ -88,12 +93,18 @@ class OnnxEncoder:
         normalized there); a text past `max_seq_length` tokens is cut."""
         if not texts:
             return np.empty((0, self.dimension), dtype=np.float32)
+        vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
+        for rows, feeds in self.batches(texts):
+            vectors[rows] = self._run(feeds, len(rows))
+        return vectors
+
+    def batches(self, texts: Sequence[str]) -> Iterator[tuple[list[int], dict[str, np.ndarray]]]:
+        """The graph feeds `encode` runs for `texts`: batches of similar length, each with
+        the positions of its texts in `texts`."""
         encodings = self._tokenizer.encode_batch(list(texts))
-        vectors = np.empty((len(encodings), self.dimension), dtype=np.float32)
         lengths = [len(encoding.ids) for encoding in encodings]
         for rows in length_batches(lengths, max_rows=self.batch_size):
-            vectors[rows] = self._run([encodings[i] for i in rows])
-        return vectors
+            yield rows, self._feeds([encodings[i] for i in rows])
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """The tokens the model reads of each text: special tokens included, cut as `encode`
@@ -102,7 +113,7 @@ class OnnxEncoder:
             return []
         return [len(encoding.ids) for encoding in self._tokenizer.encode_batch(list(texts))]
 
-    def _run(self, encodings: Sequence[Any]) -> np.ndarray:
+    def _feeds(self, encodings: Sequence[Any]) -> dict[str, np.ndarray]:
         width = max(1, max(len(encoding.ids) for encoding in encodings))
         arrays = {
             "input_ids": np.full((len(encodings), width), self._pad_id, dtype=np.int64),
@@ -114,12 +125,14 @@ class OnnxEncoder:
             arrays["input_ids"][row, :length] = encoding.ids
             arrays["attention_mask"][row, :length] = 1
             arrays["token_type_ids"][row, :length] = encoding.type_ids
-        feeds = {name: arrays[name] for name in self.session.input_names}
+        return {name: arrays[name] for name in self.session.input_names}
+
+    def _run(self, feeds: Mapping[str, np.ndarray], rows: int) -> np.ndarray:
         out = np.asarray(self.session.run(feeds), dtype=np.float32)
-        if out.shape != (len(encodings), self.dimension):
+        if out.shape != (rows, self.dimension):
             raise InvalidInputError(
                 f"the ONNX graph gave embeddings of shape {out.shape}; expected "
-                f"{(len(encodings), self.dimension)}"
+                f"{(rows, self.dimension)}"
             )
         return out
 

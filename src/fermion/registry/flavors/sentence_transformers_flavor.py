@@ -8,8 +8,9 @@ is never contacted. Without `trusted`, a folder loads only when every module tha
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -117,7 +118,8 @@ class SentenceTransformersFlavor:
             )
         library: Any = require("sentence_transformers", "text")
         folder.mkdir(parents=True, exist_ok=True)
-        model.model.save(str(folder), create_model_card=False)
+        with _no_progress_bars():  # transformers draws one per weight shard it writes
+            model.model.save(str(folder), create_model_card=False)
         return {
             "flavor": self.name,
             "library": "sentence-transformers",
@@ -138,3 +140,16 @@ class SentenceTransformersFlavor:
                 f"{encoder.dimension}"
             )
         return encoder
+
+
+@contextlib.contextmanager
+def _no_progress_bars() -> Iterator[None]:
+    transformers_logging: Any = require("transformers.utils.logging", "text")
+
+    enabled = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            transformers_logging.enable_progress_bar()
