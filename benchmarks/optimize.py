@@ -25,7 +25,9 @@ Models, baselines and Fermion's variant (hand-written scripts in `optimize_basel
     `Model.embed`. Texts in, normalized embeddings out, tokenization included everywhere.
   - mlp: `torch_mlp` (hidden "1024,1024") on make_classification (784 features, 10 classes).
     fp32 eager: the trained network's forward under inference_mode. Hand-written: TorchScript
-    export + ORT dynamic int8 per channel; torch.ao dynamic int8 (informative).
+    export + ORT dynamic int8 per channel; torch.ao dynamic int8 (informative). Fermion:
+    `optimize(auto=True)` (dynamic and static int8), the variant its alias went to (the
+    fastest that passed the gate in optimize's own measurement).
   - transformer: a custom training function's module: 4 pre-norm nn.TransformerEncoder layers
     (d_model 256, 4 heads, feed-forward 1024) over a sequence of 128 tokens, mean-pooled, a
     linear head to 4 classes. Its input is the float32 feature matrix of 128 x 4 features,
@@ -590,11 +592,14 @@ def bench_network(
     X = model_rows(ws, source).inputs
     assert isinstance(X, np.ndarray)
     started = time.perf_counter()
-    options = OptimizeOptions(quantize="dynamic", threads=s.threads, seconds=s.measure_seconds)
+    # --auto: int8 dynamic and static, the alias on the fastest that passes the gate
+    options = OptimizeOptions(auto=True, alias="fast", threads=s.threads, seconds=s.measure_seconds)
     result = optimize(ws, name, options, progress=say)
     say(f"optimize took {time.perf_counter() - started:.0f} s (measuring included)")
     render(result)
-    fermion = ws.models.load(f"{name}:{variant_version(result, 'onnx-dynamic')}")._estimator
+    chosen = chosen_variant(result)
+    say(f"--auto chose {chosen}")
+    fermion = ws.models.load(f"{name}@fast")._estimator
     fermion.limit_threads(s.threads)
 
     started = time.perf_counter()
@@ -670,7 +675,18 @@ def bench_network(
     for c in labels:
         if c not in ("fp32 eager", "Fermion int8"):
             checks.append(agreement(name, c, labels[c], reference, "fp32 eager", None))
-    return checks + report_checks(name, result, "onnx-dynamic")
+    return checks + report_checks(name, result, chosen)
+
+
+def chosen_variant(result: Any) -> str:
+    """The variant `optimize` moved its alias to; an int8 one, or the run is void."""
+    if result.alias is None:
+        raise SystemExit("Fermion's optimize moved no alias: no variant passed its gate")
+    version = result.alias[1]
+    name = next(n for n, d in result.report.decisions.items() if d.version == version)
+    if "onnx-" not in name:
+        raise SystemExit(f"--auto chose {name}, not an int8 variant")
+    return str(name)
 
 
 def bench_mlp(ws: Any, folder: Path, s: Settings) -> list[Check]:
