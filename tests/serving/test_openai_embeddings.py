@@ -240,11 +240,32 @@ def test_the_official_openai_client_gets_the_same_vectors(
     assert "Traceback" not in err
 
 
-def test_other_protocols_describe_or_refuse_embedding_models(client: Any) -> None:
-    body = {"inputs": [{"name": "input", "shape": [1], "datatype": "BYTES", "data": ["hi"]}]}
-    refused = client.post("/v2/models/minilm/infer", json=body)
-    assert refused.status_code == 400
-    assert "POST /v1/embeddings" in refused.json()["error"]
+def test_kserve_v2_gives_the_same_vectors_as_an_fp32_tensor(client: Any, reference: Any) -> None:
+    from tritonclient.http import InferenceServerClient, InferInput
+
+    metadata = client.get("/v2/models/minilm").json()
+    assert metadata["outputs"] == [{"name": "embeddings", "datatype": "FP32", "shape": [-1, 384]}]
+    body = {"inputs": [{"name": "input", "shape": [2], "datatype": "BYTES", "data": TEXTS}]}
+    answer = client.post("/v2/models/minilm/infer", json=body)
+    assert answer.status_code == 200, answer.text
+    (output,) = answer.json()["outputs"]
+    assert (output["name"], output["datatype"], output["shape"]) == ("embeddings", "FP32", [2, 384])
+    _assert_same_vectors(np.reshape(output["data"], (2, 384)), reference, TEXTS)
+
+    texts = np.array([text.encode() for text in TEXTS], dtype=np.object_)
+    tensor = InferInput("input", [2], "BYTES").set_data_from_numpy(texts, binary_data=True)
+    raw, json_size = InferenceServerClient.generate_request_body([tensor])
+    headers = {"Inference-Header-Content-Length": str(json_size)}
+    binary = client.post("/v2/models/minilm/infer", content=raw, headers=headers)
+    assert binary.status_code == 200, binary.text
+    length = int(binary.headers["inference-header-content-length"])
+    result = InferenceServerClient.parse_response_body(binary.content, header_length=length)
+    vectors = result.as_numpy("embeddings")
+    assert vectors.dtype == np.float32
+    _assert_same_vectors(vectors, reference, TEXTS)
+
+
+def test_the_openapi_document_describes_embedding_models(client: Any) -> None:
     document = client.get("/openapi.json").json()
     assert document["paths"]["/v1/embeddings"]["post"]["operationId"] == "embeddings"
     predict = document["paths"]["/v1/models/minilm/predict"]["post"]["responses"]["200"]

@@ -83,6 +83,9 @@ def _outputs_of(served: ServedModel) -> dict[str, dict[str, Any]]:
     """Output tensors' metadata by name, in answer order."""
     if served.task == "regression":
         return {"predictions": {"name": "predictions", "datatype": "FP64", "shape": [-1]}}
+    if served.task == "embedding":
+        dimension = served.model.manifest.get("flavor_meta", {}).get("dimension", -1)
+        return {"embeddings": {"name": "embeddings", "datatype": "FP32", "shape": [-1, dimension]}}
     outputs = {"predictions": {"name": "predictions", "datatype": "BYTES", "shape": [-1]}}
     if served.model.gives_probabilities:
         shape = [-1, len(served.classes)]
@@ -136,10 +139,6 @@ async def model_ready(request: Request, state: ServerState, exchange: Exchange) 
 
 async def infer(request: Request, state: ServerState, exchange: Exchange) -> Response:
     served = _served(request, state, exchange)
-    if served.task == "embedding":
-        raise InvalidInputError(
-            f"{served.name!r} is an embedding model: it answers on POST /v1/embeddings"
-        )
     encoding = request.headers.get("content-encoding", "identity").lower()
     if encoding != "identity":
         raise HTTPError(
@@ -187,6 +186,10 @@ def _output_tensors(
     if served.task == "regression":
         values = np.asarray(prediction.values, dtype=np.float64)
         return {"predictions": OutputTensor("predictions", "FP64", [rows], values)}
+    if served.task == "embedding":
+        vectors = np.ascontiguousarray(prediction.values, dtype=np.float32)
+        shape = [rows, vectors.shape[1] if vectors.ndim == 2 else 0]
+        return {"embeddings": OutputTensor("embeddings", "FP32", shape, vectors.reshape(-1))}
     labels = [_label_text(value) for value in prediction.values]
     tensors = {"predictions": OutputTensor("predictions", "BYTES", [rows], labels)}
     proba = prediction.probabilities

@@ -394,7 +394,7 @@ def encode_response(
 
 def _to_bytes(output: OutputTensor) -> bytes:
     if isinstance(output.data, np.ndarray):
-        return output.data.astype("<f8", copy=False).tobytes()
+        return output.data.astype(_DTYPES[output.datatype], copy=False).tobytes()
     length = struct.Struct("<I")
     parts: list[bytes] = []
     for text in output.data:
