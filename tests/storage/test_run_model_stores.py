@@ -68,6 +68,23 @@ def test_runs_list_newest_first_by_experiment_and_parent(meta: MetadataStores) -
     assert [e.name for e in runs.list_experiments()] == ["one", "two"]
 
 
+def test_runs_are_found_by_a_tags_value_and_status(meta: MetadataStores) -> None:
+    runs = meta.runs
+    first = runs.create_run("pipelines", "a")
+    second = runs.create_run("pipelines", "b")
+    other = runs.create_run("pipelines", "c")
+    runs.set_tags(first.id, {"cache": "k1"})
+    runs.set_tags(second.id, {"cache": "k1"})
+    runs.set_tags(other.id, {"cache": "k2", "k1": "cache"})
+    runs.end_run(first.id, RunStatus.FINISHED)
+    runs.end_run(second.id, RunStatus.FAILED, error="boom")
+    assert [r.id for r in runs.find_runs("cache", "k1")] == [second.id, first.id]
+    finished = runs.find_runs("cache", "k1", status=RunStatus.FINISHED)
+    assert [r.id for r in finished] == [first.id]
+    assert finished[0].tags == {"cache": "k1"}
+    assert runs.find_runs("cache", "k3") == []
+
+
 def test_unknown_runs_are_not_found(meta: MetadataStores) -> None:
     for call in (
         lambda: meta.runs.get_run(999),

@@ -203,6 +203,13 @@ class RunStore(ABC):
         """Runs, the newest first, with params, tags and latest metrics filled in."""
 
     @abstractmethod
+    def find_runs(
+        self, tag: str, value: str, *, status: RunStatus | None = None
+    ) -> list[RunRecord]:
+        """Runs whose tag `tag` has exactly `value` (and the status, when given), the
+        newest first: how a pipeline finds the step run its cache key names."""
+
+    @abstractmethod
     def metric_history(self, run_id: int, key: str) -> list[MetricPoint]:
         """Every point of one metric, in step then timestamp order."""
 

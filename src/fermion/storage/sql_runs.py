@@ -211,6 +211,16 @@ class SqlRunStore(RunStore):
             rows = conn.execute(query).all()
             return self._records(conn, rows)
 
+    def find_runs(
+        self, tag: str, value: str, *, status: RunStatus | None = None
+    ) -> list[RunRecord]:
+        tagged = select(run_tags.c.run_id).where(run_tags.c.key == tag, run_tags.c.value == value)
+        query = _run_query().where(runs.c.id.in_(tagged)).order_by(runs.c.id.desc())
+        if status is not None:
+            query = query.where(runs.c.status == status.value)
+        with self._engine.connect() as conn:
+            return self._records(conn, conn.execute(query).all())
+
     def metric_history(self, run_id: int, key: str) -> list[MetricPoint]:
         query = (
             select(run_metrics)
