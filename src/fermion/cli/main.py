@@ -25,6 +25,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "optimize": ("fermion.cli.optimize", "optimize"),
     "deploy": ("fermion.cli.deploy", "deploy"),
     "serve": ("fermion.cli.serve", "serve"),
+    "run": ("fermion.cli.pipeline", "run"),
 }
 
 

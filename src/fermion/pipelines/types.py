@@ -119,4 +119,8 @@ class StepContext:
                     f"which gives no {kind}"
                 )
             return found
+        if key not in self.spec.config:
+            from fermion.errors import InvalidInputError
+
+            raise InvalidInputError(f"step {self.spec.name!r} has no {key!r}")
         return str(self.spec.config[key])

@@ -1,0 +1,160 @@
+"""`fermion run`: a pipeline of `fermion.yaml`, with a live view of its steps."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from fermion.cli.output import console, print_json
+
+if TYPE_CHECKING:
+    from rich.live import Live
+    from rich.table import Table
+
+    from fermion.pipelines.runner import PipelineResult, StepState
+    from fermion.workspace import Workspace
+
+_STYLES = {
+    "pending": "dim",
+    "running": "bold cyan",
+    "cached": "green",
+    "done": "bold green",
+    "failed": "bold red",
+    "skipped": "yellow",
+}
+
+
+def run(
+    pipeline: str = typer.Argument(None, help="The pipeline to run (default: the file's first)."),
+    only: list[str] = typer.Option(
+        [], "--only", help="Run just this step (repeatable); what it needs comes from its last run."
+    ),
+    start: str = typer.Option(
+        None, "--from", help="Run this step and everything downstream of it."
+    ),
+    force: list[str] = typer.Option(
+        [], "--force", help="Run this step even when its cache key matches (repeatable)."
+    ),
+    jobs: int = typer.Option(2, "--jobs", "-j", help="Steps run at once, at most."),
+    file: Path = typer.Option(
+        None, "--file", "-f", help="The pipeline file (default: fermion.yaml here or above)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Run a pipeline's steps in dependency order, reusing every step whose inputs, config
+    and code are unchanged (exit 1 when a step fails)."""
+    from fermion.pipelines.runner import run_pipeline
+    from fermion.pipelines.spec import find_project, load_project
+
+    project = load_project(file if file is not None else find_project(Path.cwd()))
+    view = _LiveView()
+    with _workspace(project.root) as ws:
+        if as_json:
+            result = run_pipeline(
+                ws, project, pipeline, only=only, start=start, force=force, jobs=jobs
+            )
+        else:
+            with view.live():
+                result = run_pipeline(
+                    ws,
+                    project,
+                    pipeline,
+                    only=only,
+                    start=start,
+                    force=force,
+                    jobs=jobs,
+                    on_change=view.update,
+                )
+    if as_json:
+        print_json(_as_dict(result))
+    else:
+        _print_outcome(result)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+def _workspace(root: Path) -> Workspace:
+    """The workspace every command would use here; without one, a new one beside the
+    pipeline file (a pipeline needs nothing set up first)."""
+    from fermion.errors import NotFoundError
+    from fermion.workspace import Workspace
+
+    try:
+        return Workspace.open()
+    except NotFoundError:
+        return Workspace.init(root)
+
+
+class _LiveView:
+    """A table of the steps, redrawn on every change (Rich's Live, from any thread)."""
+
+    def __init__(self) -> None:
+        self.states: dict[str, StepState] = {}
+        self._lock = threading.Lock()
+        self._live: Live | None = None
+
+    def live(self) -> Live:
+        from rich.live import Live
+
+        live = Live(self._table(), console=console(), refresh_per_second=8, transient=False)
+        self._live = live
+        return live
+
+    def update(self, state: StepState) -> None:
+        with self._lock:
+            self.states[state.name] = state
+            if self._live is not None:
+                self._live.update(self._table())
+
+    def _table(self) -> Table:
+        from rich.table import Table
+
+        table = Table(box=None, pad_edge=False, show_header=True, header_style="bold")
+        for column in ("step", "kind", "state", "time", ""):
+            table.add_column(column, justify="right" if column == "time" else "left")
+        for state in self.states.values():
+            detail = state.error or (state.output.summary if state.output else "")
+            seconds = (
+                f"{state.seconds:.1f} s" if state.state in ("done", "cached", "failed") else ""
+            )
+            style = _STYLES[state.state]
+            table.add_row(state.name, state.kind, f"[{style}]{state.state}[/]", seconds, detail)
+        return table
+
+
+def _print_outcome(result: PipelineResult) -> None:
+    out = console()
+    counts: dict[str, int] = {}
+    for state in result.steps.values():
+        counts[state.state] = counts.get(state.state, 0) + 1
+    parts = ", ".join(f"{n} {state}" for state, n in counts.items())
+    verdict = "[bold green]ok[/]" if result.ok else "[bold red]failed[/]"
+    out.print(
+        f"pipeline {result.pipeline}: {verdict} ({parts}) in {result.seconds:.1f} s, "
+        f"run {result.run_id}"
+    )
+    for state in result.failed:
+        out.print(f"[bold red]{state.name}[/] failed: {state.error}")
+
+
+def _as_dict(result: PipelineResult) -> dict[str, object]:
+    return {
+        "pipeline": result.pipeline,
+        "run_id": result.run_id,
+        "ok": result.ok,
+        "seconds": round(result.seconds, 3),
+        "steps": {
+            name: {
+                "kind": state.kind,
+                "state": state.state,
+                "seconds": round(state.seconds, 3),
+                "error": state.error,
+                "run_id": state.run_id,
+                **(state.output.to_dict() if state.output else {}),
+            }
+            for name, state in result.steps.items()
+        },
+    }
