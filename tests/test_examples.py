@@ -27,12 +27,18 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    assert "added credit:1: 4,454 rows, 15 columns" in out
-    assert "unchanged, already stored as credit:1" in out
-    assert "-> credit:2" in out
-    assert "validation of credit:2: passed" in out
-    assert "split credit:2: train" in out
-    assert (tmp_path / "demo" / "credit_clean.parquet").exists()
+    # the credit-risk pipeline, then the same again with every step reused but the alias move
+    assert "pipeline credit: ok (8 done)" in out
+    assert "pipeline credit: ok (7 cached, 1 done)" in out
+    for summary in (
+        "credit:1 (4,454 rows, 15 columns)",
+        "credit:1 -> credit:2",
+        "credit:2 passed 9 rules",
+        "credit:2 split: train",
+        "credit@production -> credit:1 (new alias)",
+    ):
+        assert summary in out
+    assert "Traceback" not in out + result.stderr
     # the model behind the server, called with curl and with the Python client
     assert (
         out.count('"model": "credit", "version": 1') + out.count('"model":"credit","version":1')
@@ -40,3 +46,16 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     )
     assert "{'model': 'credit', 'version': 1, 'predictions': [" in out
     assert "server stopped (exit code 0)" in out
+
+    # a second demo in the same folder finds every step cached
+    again = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "demo.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.stdout.count("pipeline credit: ok (7 cached, 1 done)") == 2
+    assert "server stopped (exit code 0)" in again.stdout

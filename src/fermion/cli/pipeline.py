@@ -127,6 +127,8 @@ class _LiveView:
 
 def _print_outcome(result: PipelineResult) -> None:
     out = console()
+    if not out.is_terminal:
+        out.line()  # Live's last frame ends without one where it cannot redraw
     counts: dict[str, int] = {}
     for state in result.steps.values():
         counts[state.state] = counts.get(state.state, 0) + 1
