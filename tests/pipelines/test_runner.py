@@ -18,7 +18,7 @@ from fermion.pipelines import kinds as kinds_module
 from fermion.pipelines.kinds import StepKind
 from fermion.pipelines.runner import EXPERIMENT, run_pipeline
 from fermion.pipelines.spec import load_project
-from fermion.pipelines.types import DATASET, StepContext, StepOutput
+from fermion.pipelines.types import DATASET, Check, ChecksFailedError, StepContext, StepOutput
 from fermion.workspace import Workspace
 
 CALLS: Counter[str] = Counter()
@@ -48,6 +48,13 @@ def fail_if(ctx: StepContext) -> StepOutput:
     raise InvalidInputError(f"{ctx.spec.config['unless']} is missing")
 
 
+def judge(ctx: StepContext) -> StepOutput:
+    checks = [Check("x >= 1", True, 2.0, ">= 1"), Check("y <= 0", bool(ctx.spec.config["ok"]), 3.0)]
+    if not all(c.passed for c in checks):
+        raise ChecksFailedError("1 of 2 checks failed: y <= 0 (3.0)", checks)
+    return StepOutput(checks=tuple(checks))
+
+
 def meet(ctx: StepContext) -> StepOutput:
     """Waits for the other `meet` step: only steps running side by side get through."""
     BARRIER["meet"].wait(timeout=20)
@@ -59,6 +66,7 @@ TEST_KINDS = {
     "upper": StepKind("upper", upper, input_keys={"dataset": DATASET}, optional=("suffix",)),
     "fail_if": StepKind("fail_if", fail_if, input_keys={"dataset": DATASET}, required=("unless",)),
     "meet": StepKind("meet", meet),
+    "judge": StepKind("judge", judge, required=("ok",)),
 }
 
 PIPELINE = """\
@@ -187,3 +195,18 @@ def test_each_run_is_recorded_with_its_steps(workspace: Workspace) -> None:
     assert {r.tags["fermion.state"] for r in workspace.runs.list(parent_id=again.run_id)} == {
         "cached"
     }
+
+
+def test_checks_are_kept_whether_they_held_or_not(workspace: Workspace) -> None:
+    folder = workspace.root.parent
+    held = run_pipeline(workspace, project(folder, "steps:\n  g:\n    kind: judge\n    ok: 1\n"))
+    assert held.ok and [c.name for c in held.steps["g"].checks] == ["x >= 1", "y <= 0"]
+    cached = run_pipeline(workspace, project(folder, "steps:\n  g:\n    kind: judge\n    ok: 1\n"))
+    assert (
+        cached.steps["g"].state == "cached" and cached.steps["g"].checks == held.steps["g"].checks
+    )
+    failed = run_pipeline(workspace, project(folder, "steps:\n  g:\n    kind: judge\n    ok: 0\n"))
+    step = failed.steps["g"]
+    assert step.state == "failed" and step.error == "1 of 2 checks failed: y <= 0 (3.0)"
+    assert [(c.name, c.passed) for c in step.checks] == [("x >= 1", True), ("y <= 0", False)]
+    assert "y <= 0" in workspace.runs.get(step.run_id or 0).tags["fermion.checks"]

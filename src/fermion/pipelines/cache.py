@@ -27,6 +27,7 @@ CACHE_TAG = "fermion.cache_key"
 OUTPUT_TAG = "fermion.output"
 STEP_TAG = "fermion.step"  # "<pipeline>/<step>": the latest output of a step, for --only
 STATE_TAG = "fermion.state"
+CHECKS_TAG = "fermion.checks"  # a failed step's checks (a finished one's are in its output)
 
 
 def cache_key(

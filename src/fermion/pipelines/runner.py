@@ -10,6 +10,7 @@ caller gets a `StepState` snapshot on every change (`on_change`) and renders it.
 from __future__ import annotations
 
 import contextvars
+import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -19,7 +20,14 @@ from typing import TYPE_CHECKING, Literal
 from fermion.entities import RunStatus
 from fermion.errors import FermionError, InvalidInputError
 from fermion.pipelines import cache
-from fermion.pipelines.types import PipelineSpec, ProjectSpec, StepContext, StepOutput
+from fermion.pipelines.types import (
+    Check,
+    ChecksFailedError,
+    PipelineSpec,
+    ProjectSpec,
+    StepContext,
+    StepOutput,
+)
 
 if TYPE_CHECKING:
     from fermion.pipelines.kinds import StepKind
@@ -42,6 +50,7 @@ class StepState:
     output: StepOutput | None = None
     error: str | None = None
     run_id: int | None = None
+    checks: tuple[Check, ...] = ()
 
 
 @dataclass
@@ -203,11 +212,24 @@ class _StepRunner:
                     run.log_metrics(dict(output.metrics))
         except Exception as exc:
             message = str(exc) if isinstance(exc, FermionError) else f"{type(exc).__name__}: {exc}"
-            self.ws.runs.store.set_tags(run.id, {cache.STATE_TAG: "failed"})
+            checks = exc.checks if isinstance(exc, ChecksFailedError) else ()
+            tags = {cache.STATE_TAG: "failed"}
+            if checks:
+                tags[cache.CHECKS_TAG] = json.dumps([c.to_dict() for c in checks])
+            self.ws.runs.store.set_tags(run.id, tags)
             seconds = time.perf_counter() - started
-            return replace(state, state="failed", error=message, seconds=seconds, run_id=run.id)
+            return replace(
+                state, state="failed", error=message, seconds=seconds, run_id=run.id, checks=checks
+            )
         seconds = time.perf_counter() - started
-        return replace(state, state=final, output=output, seconds=seconds, run_id=run.id)
+        return replace(
+            state,
+            state=final,
+            output=output,
+            seconds=seconds,
+            run_id=run.id,
+            checks=output.checks,
+        )
 
     def _cached_or_run(
         self, step: str, outputs: Mapping[str, StepOutput], run: Run

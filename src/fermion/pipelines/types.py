@@ -3,10 +3,12 @@ dependants, and what a running step may use. Every other pipelines module speaks
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from fermion.errors import InvalidInputError
 
 if TYPE_CHECKING:
     from fermion.workspace import Workspace
@@ -55,6 +57,47 @@ class ProjectSpec:
 
 
 @dataclass(frozen=True)
+class Check:
+    """One rule a step judged (a gate's `roc_auc >= 0.80`): what it measured and whether it
+    held. CI mode writes one test case per check."""
+
+    name: str
+    passed: bool
+    value: float | None = None
+    expected: str = ""
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "passed": self.passed,
+            "value": self.value,
+            "expected": self.expected,
+            "detail": self.detail,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Check:
+        value = data.get("value")
+        return cls(
+            name=str(data["name"]),
+            passed=bool(data["passed"]),
+            value=None if value is None else float(value),
+            expected=str(data.get("expected", "")),
+            detail=str(data.get("detail", "")),
+        )
+
+
+class ChecksFailedError(InvalidInputError):
+    """A step whose checks did not all hold (a gate): the step fails, and the checks, passed
+    and failed, travel with the error so that they are recorded and reported."""
+
+    def __init__(self, message: str, checks: Sequence[Check]) -> None:
+        super().__init__(message)
+        self.checks = tuple(checks)
+
+
+@dataclass(frozen=True)
 class StepOutput:
     """What a finished step hands its dependants.
 
@@ -69,6 +112,7 @@ class StepOutput:
     hashes: Mapping[str, str] = field(default_factory=dict)
     metrics: Mapping[str, float] = field(default_factory=dict)
     summary: str = ""
+    checks: tuple[Check, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -76,6 +120,7 @@ class StepOutput:
             "hashes": dict(self.hashes),
             "metrics": dict(self.metrics),
             "summary": self.summary,
+            "checks": [check.to_dict() for check in self.checks],
         }
 
     @classmethod
@@ -85,6 +130,7 @@ class StepOutput:
             hashes=dict(data.get("hashes", {})),
             metrics={k: float(v) for k, v in dict(data.get("metrics", {})).items()},
             summary=str(data.get("summary", "")),
+            checks=tuple(Check.from_dict(c) for c in data.get("checks", [])),
         )
 
 
@@ -112,15 +158,11 @@ class StepContext:
         if key in self.inputs:
             found = self.inputs[key].refs.get(kind)
             if found is None:
-                from fermion.errors import InvalidInputError
-
                 raise InvalidInputError(
                     f"step {self.spec.name!r}: {key} names step {self.spec.inputs[key]!r}, "
                     f"which gives no {kind}"
                 )
             return found
         if key not in self.spec.config:
-            from fermion.errors import InvalidInputError
-
             raise InvalidInputError(f"step {self.spec.name!r} has no {key!r}")
         return str(self.spec.config[key])
