@@ -17,6 +17,7 @@ from fermion.entities.keys import ApiKeyRecord
 from fermion.entities.lineage import LineageEdge
 from fermion.entities.model import AliasEvent, ColumnSpec, ModelSummary, ModelVersion, Signature
 from fermion.entities.run import Experiment, MetricPoint, RunArtifact, RunRecord, RunStatus
+from fermion.entities.schedule import ScheduleRecord
 
 __all__ = [
     "AliasEvent",
@@ -37,6 +38,7 @@ __all__ = [
     "RunArtifact",
     "RunRecord",
     "RunStatus",
+    "ScheduleRecord",
     "Signature",
     "SplitRecord",
     "ValidationRecord",

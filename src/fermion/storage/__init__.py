@@ -17,6 +17,7 @@ from fermion.storage.base import (
     NewModelVersion,
     NewVersion,
     RunStore,
+    ScheduleStore,
 )
 from fermion.storage.database import create_metadata_engine, migrate
 
@@ -30,6 +31,7 @@ __all__ = [
     "NewModelVersion",
     "NewVersion",
     "RunStore",
+    "ScheduleStore",
     "Storage",
     "open_artifact_store",
     "open_metadata",
@@ -48,6 +50,7 @@ class Storage:
     runs: RunStore
     models: ModelStore
     keys: KeyStore
+    schedules: ScheduleStore
 
     def close(self) -> None:
         self.engine.dispose()
@@ -61,6 +64,7 @@ class MetadataStores:
     runs: RunStore
     models: ModelStore
     keys: KeyStore
+    schedules: ScheduleStore
 
 
 def open_metadata(url: str) -> MetadataStores:
@@ -70,6 +74,7 @@ def open_metadata(url: str) -> MetadataStores:
     from fermion.storage.sql_lineage import SqlLineageStore
     from fermion.storage.sql_models import SqlModelStore
     from fermion.storage.sql_runs import SqlRunStore
+    from fermion.storage.sql_schedules import SqlScheduleStore
 
     engine = create_metadata_engine(url)
     try:
@@ -84,6 +89,7 @@ def open_metadata(url: str) -> MetadataStores:
         SqlRunStore(engine),
         SqlModelStore(engine),
         SqlKeyStore(engine),
+        SqlScheduleStore(engine),
     )
 
 
@@ -101,5 +107,12 @@ def open_storage(settings: Settings) -> Storage:
         settings.resolved_artifacts_url, settings.root / "cache", settings.artifacts_endpoint_url
     )
     return Storage(
-        meta.engine, meta.datasets, meta.lineage, artifacts, meta.runs, meta.models, meta.keys
+        meta.engine,
+        meta.datasets,
+        meta.lineage,
+        artifacts,
+        meta.runs,
+        meta.models,
+        meta.keys,
+        meta.schedules,
     )

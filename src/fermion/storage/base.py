@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from fermion.entities import (
@@ -24,6 +25,7 @@ from fermion.entities import (
     RunArtifact,
     RunRecord,
     RunStatus,
+    ScheduleRecord,
     Signature,
     SplitRecord,
     ValidationRecord,
@@ -272,3 +274,37 @@ class KeyStore(ABC):
     @abstractmethod
     def revoke_key(self, name: str) -> ApiKeyRecord:
         """Mark the key revoked now (or keep its first revocation time)."""
+
+
+class ScheduleStore(ABC):
+    """Pipeline schedules, and the slot each one last ran for.
+
+    Contract: names are unique (adding one again raises `ConflictError`); unknown names raise
+    `NotFoundError`; times come back timezone-aware (UTC). `claim` is a compare-and-set on
+    `last_run_at`: of two schedulers claiming the same slot from the same previous value,
+    exactly one gets True.
+    """
+
+    @abstractmethod
+    def add_schedule(self, record: ScheduleRecord) -> ScheduleRecord:
+        """Store `record` as given (its last run fields as well, for imports and tests)."""
+
+    @abstractmethod
+    def get_schedule(self, name: str) -> ScheduleRecord: ...
+
+    @abstractmethod
+    def list_schedules(self) -> list[ScheduleRecord]:
+        """Every schedule, in name order."""
+
+    @abstractmethod
+    def remove_schedule(self, name: str) -> None: ...
+
+    @abstractmethod
+    def claim(self, name: str, previous: datetime | None, slot: datetime, missed: int = 0) -> bool:
+        """Take `slot` for a run if the schedule's `last_run_at` is still `previous`: set it
+        to `slot`, the status to `running`, add `missed` to its count. False when another
+        scheduler moved it first (or the schedule is gone)."""
+
+    @abstractmethod
+    def finish(self, name: str, slot: datetime, run_id: int | None, status: str) -> None:
+        """Record the outcome of the run for `slot`; ignored once a later slot is claimed."""

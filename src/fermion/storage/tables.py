@@ -226,3 +226,20 @@ api_keys = Table(
     Column("expires_at", DateTime(timezone=True), nullable=True),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
 )
+
+# Pipeline schedules; `last_run_at` is the slot last claimed, the compare-and-set that keeps
+# two schedulers from running one slot twice.
+schedules = Table(
+    "schedules",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("pipeline", String(128), nullable=False),
+    Column("project_file", Text, nullable=False),
+    Column("cron", String(128), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("last_run_at", DateTime(timezone=True), nullable=True),
+    Column("last_run_id", Integer, nullable=True),
+    Column("last_status", String(16), nullable=True),
+    Column("missed", Integer, nullable=False),
+)
