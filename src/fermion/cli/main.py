@@ -26,6 +26,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "deploy": ("fermion.cli.deploy", "deploy"),
     "serve": ("fermion.cli.serve", "serve"),
     "run": ("fermion.cli.pipeline", "run"),
+    "ci": ("fermion.cli.ci", "app"),
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +18,8 @@ if TYPE_CHECKING:
     from fermion.pipelines.runner import PipelineResult, StepState
     from fermion.workspace import Workspace
 
+_SUMMARY_FILE = "fermion-summary.md"
+_JUNIT_FILE = "fermion-junit.xml"
 _STYLES = {
     "pending": "dim",
     "running": "bold cyan",
@@ -43,32 +46,45 @@ def run(
         None, "--file", "-f", help="The pipeline file (default: fermion.yaml here or above)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    ci: bool = typer.Option(
+        False,
+        "--ci",
+        help="CI mode: a line per finished step, then Markdown and JUnit reports "
+        "(and the Markdown appended to $GITHUB_STEP_SUMMARY when set).",
+    ),
+    summary: Path = typer.Option(
+        None, "--summary", help="With --ci: the Markdown report [default: fermion-summary.md]."
+    ),
+    junit: Path = typer.Option(
+        None, "--junit", help="With --ci: the JUnit XML report [default: fermion-junit.xml]."
+    ),
 ) -> None:
     """Run a pipeline's steps in dependency order, reusing every step whose inputs, config
     and code are unchanged (exit 1 when a step fails)."""
+    from fermion.errors import InvalidInputError
     from fermion.pipelines.runner import run_pipeline
     from fermion.pipelines.spec import find_project, load_project
 
+    if not ci and (summary is not None or junit is not None):
+        raise InvalidInputError("--summary and --junit go with --ci")
+    if ci and as_json:
+        raise InvalidInputError("--ci and --json print differently: choose one")
     project = load_project(file if file is not None else find_project(Path.cwd()))
-    view = _LiveView()
     with _workspace(project.root) as ws:
-        if as_json:
-            result = run_pipeline(
-                ws, project, pipeline, only=only, start=start, force=force, jobs=jobs
-            )
+        run_steps = functools.partial(
+            run_pipeline, ws, project, pipeline, only=only, start=start, force=force, jobs=jobs
+        )
+        if ci:
+            result = run_steps(on_change=_FinishedLines().update)
+        elif as_json:
+            result = run_steps()
         else:
+            view = _LiveView()
             with view.live():
-                result = run_pipeline(
-                    ws,
-                    project,
-                    pipeline,
-                    only=only,
-                    start=start,
-                    force=force,
-                    jobs=jobs,
-                    on_change=view.update,
-                )
-    if as_json:
+                result = run_steps(on_change=view.update)
+    if ci:
+        _write_ci_reports(result, summary or Path(_SUMMARY_FILE), junit or Path(_JUNIT_FILE))
+    elif as_json:
         print_json(_as_dict(result))
     else:
         _print_outcome(result)
@@ -86,6 +102,46 @@ def _workspace(root: Path) -> Workspace:
         return Workspace.open()
     except NotFoundError:
         return Workspace.init(root)
+
+
+class _FinishedLines:
+    """CI mode's progress: one plain line per step as it finishes (a log has no live view)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def update(self, state: StepState) -> None:
+        if state.state not in ("done", "cached", "failed", "skipped"):
+            return
+        detail = state.error or (state.output.summary if state.output else "")
+        seconds = f" {state.seconds:.1f} s" if state.state != "skipped" else ""
+        with self._lock:
+            typer.echo(f"{state.state:<7} {state.name} ({state.kind}){seconds}  {detail}".rstrip())
+
+
+def _write_ci_reports(result: PipelineResult, summary: Path, junit: Path) -> None:
+    """The Markdown report to `summary` (and appended to $GITHUB_STEP_SUMMARY when set), the
+    JUnit XML to `junit`, then the Markdown on stdout."""
+    import os
+
+    from fermion.errors import InvalidInputError
+    from fermion.pipelines.ci import junit_xml, markdown_summary
+
+    markdown = markdown_summary(result)
+    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    target = summary
+    try:
+        summary.write_text(markdown, encoding="utf-8")
+        target = junit
+        junit.write_text(junit_xml(result), encoding="utf-8")
+        if step_summary:
+            target = Path(step_summary)
+            with target.open("a", encoding="utf-8") as out:
+                out.write(markdown + "\n")
+    except OSError as exc:
+        raise InvalidInputError(f"cannot write {target}: {exc.strerror or exc}") from exc
+    typer.echo("")
+    typer.echo(markdown, nl=False)
 
 
 class _LiveView:
