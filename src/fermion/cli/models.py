@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
@@ -18,7 +19,12 @@ from fermion.cli.models_render import (
 )
 from fermion.cli.output import console, print_json, working
 from fermion.errors import InvalidInputError
+from fermion.registry.refs import ModelRef
 from fermion.workspace import Workspace
+
+if TYPE_CHECKING:
+    from fermion.entities import ModelVersion
+    from fermion.pipelines.decisions import Decision
 
 app = new_app("List, inspect, alias, export and import registered models.")
 
@@ -74,12 +80,33 @@ def show(
                 sys.stdout.write(text)
             return
         manifest = ws.models.manifest(version)
+        decisions = _decisions(ws, version, ref)
         if as_json:
             # the fitted preprocessing state is long and of no use to read
             summary = {k: v for k, v in manifest.items() if k != "preprocessor"}
-            print_json({"ref": version.ref, "record": version, "manifest": summary})
+            print_json(
+                {
+                    "ref": version.ref,
+                    "record": version,
+                    "manifest": summary,
+                    "decisions": [decision.to_dict() for decision in decisions],
+                }
+            )
             return
         render_version(console(), version, manifest)
+        for decision in decisions:
+            console().print(escape(decision.text()))
+
+
+def _decisions(ws: Workspace, version: ModelVersion, ref: str) -> list[Decision]:
+    """The promotion decisions behind the alias `ref` names, or behind each of the version's
+    aliases when it names none."""
+    from fermion.pipelines.decisions import decision_for
+
+    named = ModelRef.parse(ref).alias
+    aliases = [named] if named is not None else list(version.aliases)
+    found = (decision_for(ws, version, alias) for alias in aliases)
+    return [decision for decision in found if decision is not None]
 
 
 @app.command("alias")

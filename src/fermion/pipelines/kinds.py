@@ -11,6 +11,7 @@ from typing import Any
 
 from fermion.errors import InvalidInputError
 from fermion.pipelines.kinds_data import run_add, run_clean, run_split, run_validate
+from fermion.pipelines.kinds_gate import run_gate
 from fermion.pipelines.kinds_models import run_evaluate, run_promote, run_train, run_tune
 from fermion.pipelines.kinds_optimize import run_optimize
 from fermion.pipelines.kinds_python import module_hash, run_python
@@ -127,6 +128,18 @@ KINDS: dict[str, StepKind] = {
             description="Export a model to ONNX variants, measure and gate them, register "
             "those that pass; gives the fastest registered variant, or the source model when "
             "none passed (a failure only with `require_variant: true`).",
+        ),
+        StepKind(
+            "gate",
+            run_gate,
+            input_keys=_DATASET_IN | _MODEL_IN,
+            required=("rules",),
+            optional=(DATASET, "part", "trusted"),
+            cacheable=False,
+            description="Judge rules on a model (`roc_auc >= 0.80`, `roc_auc >= "
+            "production.roc_auc`, `validation passed`, `optimized within drop`); a failed rule "
+            "fails the step, so what follows (a promote) is skipped. Never cached: an alias "
+            "may have moved.",
         ),
         StepKind(
             "promote",

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from fermion.errors import InvalidInputError
+from fermion.pipelines.decisions import ACTOR, record_promotion
 from fermion.pipelines.kinds_config import (
     StepConfig,
     headline,
@@ -18,7 +19,6 @@ from fermion.pipelines.types import DATASET, MODEL, StepContext, StepOutput
 if TYPE_CHECKING:
     from fermion.entities import ModelVersion
 
-ACTOR = "fermion run"
 TASKS = ("binary", "multiclass", "regression")
 
 
@@ -172,6 +172,8 @@ def run_evaluate(ctx: StepContext) -> StepOutput:
 
 
 def run_promote(ctx: StepContext) -> StepOutput:
+    """The move is recorded with actor `fermion run`, and the decision (the checks of the
+    gates it needs, who ran the pipeline) on the step's run: see `decisions`."""
     config = StepConfig(ctx)
     alias = config.required_text("alias")
     version = ctx.workspace.models.get(ctx.ref(MODEL, MODEL))
@@ -182,4 +184,5 @@ def run_promote(ctx: StepContext) -> StepOutput:
         moved = "already there"
     else:
         moved = f"was version {event.old_version}"
+    record_promotion(ctx, version, alias)
     return model_output(version, f"{version.name}@{alias} -> {version.ref} ({moved})")
