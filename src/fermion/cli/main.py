@@ -26,6 +26,8 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "deploy": ("fermion.cli.deploy", "deploy"),
     "serve": ("fermion.cli.serve", "serve"),
     "run": ("fermion.cli.pipeline", "run"),
+    "schedule": ("fermion.cli.schedule", "app"),
+    "scheduler": ("fermion.cli.schedule", "scheduler"),
     "ci": ("fermion.cli.ci", "app"),
 }
 
