@@ -311,3 +311,20 @@ def test_sigterm_lets_the_running_pipeline_finish_first(project: Path) -> None:
         scheduler.close()
     assert "slow: ok, run " in scheduler.output and "scheduler stopped" in scheduler.output
     assert listed("slow")["last_status"] == "ok"
+
+
+def test_a_run_interrupted_by_a_second_ctrl_c_is_recorded_so(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fermion.pipelines import runner
+    from fermion.pipelines.schedule import run_due
+
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    add_due("tiny", DAILY, timedelta(days=1, minutes=1))
+    monkeypatch.setattr(runner, "run_pipeline", interrupted)
+    with Workspace.open() as ws, pytest.raises(KeyboardInterrupt):
+        run_due(ws)
+    assert listed("tiny")["last_status"] == "interrupted"
+    assert "nothing due" in fermion("scheduler", "--once").output

@@ -14,8 +14,8 @@ class ScheduleRecord:
 
     `last_run_at` is the scheduled slot the last run was for, not when it ran; None until
     the first run, when `created_at` takes its place as the time slots are counted from.
-    `last_status` is `running`, `ok` or `failed`; `missed` counts, over the schedule's life,
-    the slots that passed without a run of their own (the scheduler was down).
+    `last_status` is `running`, `ok`, `failed` or `interrupted`; `missed` counts, over the
+    schedule's life, the slots that passed without a run of their own (no scheduler ran).
     """
 
     name: str

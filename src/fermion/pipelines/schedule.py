@@ -204,7 +204,11 @@ def run_due(
             continue
         if on_start is not None:
             on_start(record, pending)
-        done = _run(ws, record, pending)
+        try:
+            done = _run(ws, record, pending)
+        except BaseException:  # a second Ctrl-C: the run is abandoned, say so
+            store.finish(record.name, pending.slot, None, "interrupted")
+            raise
         store.finish(record.name, pending.slot, done.run_id, "ok" if done.ok else "failed")
         if on_finish is not None:
             on_finish(done)
