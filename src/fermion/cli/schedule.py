@@ -151,10 +151,11 @@ def scheduler(
         30.0, "--poll", help="Look for new or changed schedules this often, in seconds."
     ),
 ) -> None:
-    """Run scheduled pipelines when due, one at a time, a line for each run. Slots missed
-    while no scheduler ran are caught up with one run. SIGTERM or Ctrl-C stops it (exit 0):
-    a wait is abandoned, a pipeline running finishes first; a second Ctrl-C interrupts it.
-    With --once, exit 1 when a run failed."""
+    """Run scheduled pipelines when due, one at a time, a line for each run.
+
+    Slots missed while no scheduler ran are caught up with one run. SIGTERM or Ctrl-C stops
+    it (exit 0): a wait is abandoned, a pipeline running finishes first; a second Ctrl-C
+    abandons it. With --once, exit 1 when a run failed."""
     from fermion.errors import InvalidInputError
     from fermion.pipelines.schedule import (
         StopFlag,
