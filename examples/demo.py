@@ -52,8 +52,8 @@ def main() -> None:
     print(f"bundled data: {csv} ({csv.stat().st_size:,} bytes)")
     print(f"pipeline: {OUT / 'fermion.yaml'} (from examples/credit-risk)")
     run("init")  # the workspace lives here, whatever folder above holds another
-    run("run")  # ingest, clean, validate, split, tune, evaluate, optimize, promote
-    run("run")  # nothing changed: every step is reused, but moving the alias
+    run("run")  # ingest, clean, validate, split, tune, evaluate, optimize, gate, promote
+    run("run")  # nothing changed: every step is reused, but the gate and the alias move
     run("data", "diff", "credit:1", "credit:2")
     run("models", "show", "credit@production")
     run("runs", "list", "--experiment", "pipelines", "--limit", "2")

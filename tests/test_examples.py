@@ -27,14 +27,16 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    # the credit-risk pipeline, then the same again with every step reused but the alias move
-    assert "pipeline credit: ok (8 done)" in out
-    assert "pipeline credit: ok (7 cached, 1 done)" in out
+    # the credit-risk pipeline, then the same again with every step reused but the gate and
+    # the alias move, which are never cached
+    assert "pipeline credit: ok (9 done)" in out
+    assert "pipeline credit: ok (7 cached, 2 done)" in out
     for summary in (
         "credit:1 (4,454 rows, 15 columns)",
         "credit:1 -> credit:2",
         "credit:2 passed 9 rules",
         "credit:2 split: train",
+        "credit:1: 5/5 rules hold",
         "credit@production -> credit:1 (new alias)",
     ):
         assert summary in out
@@ -57,5 +59,5 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
         check=False,
     )
     assert again.returncode == 0, again.stdout + again.stderr
-    assert again.stdout.count("pipeline credit: ok (7 cached, 1 done)") == 2
+    assert again.stdout.count("pipeline credit: ok (7 cached, 2 done)") == 2
     assert "server stopped (exit code 0)" in again.stdout
