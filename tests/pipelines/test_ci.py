@@ -16,31 +16,7 @@ from fermion.pipelines.ci import junit_xml, markdown_summary
 from fermion.pipelines.runner import PipelineResult, StepState
 from fermion.pipelines.types import Check, StepOutput
 
-PIPELINE = """\
-pipelines:
-  credit:
-    steps:
-      ingest:
-        kind: data.add
-        source: credit.csv
-        name: credit
-      validate:
-        kind: data.validate
-        dataset: ingest
-        rules: rules.yaml
-      split:
-        kind: data.split
-        dataset: ingest
-        needs: [validate]
-        seed: 3
-      train:
-        kind: train
-        dataset: split
-        target: status
-        family: logistic
-        name: credit
-"""
-RULES = "rules:\n  - {column: age, range: {min: 18, max: 100}}\n"
+RULES = "rules:\n  - {column: age, range: {min: 18, max: 100}}\n"  # as the fixture writes
 FAILING_RULES = "rules:\n  - {column: age, range: {min: 99}}\n"
 
 
@@ -165,16 +141,6 @@ def test_junit_fails_a_failed_step_whose_checks_all_held_and_drops_control_chara
 # `fermion run --ci` and `fermion ci init`, as a CI job and a user run them
 
 
-@pytest.fixture
-def project(workspace_dir: Path, credit_csv: Any, monkeypatch: pytest.MonkeyPatch) -> Path:
-    credit_csv(workspace_dir / "credit.csv")
-    (workspace_dir / "rules.yaml").write_text(RULES)
-    (workspace_dir / "fermion.yaml").write_text(PIPELINE)
-    monkeypatch.setenv("COLUMNS", "160")
-    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
-    return workspace_dir
-
-
 def fermion(*args: str) -> Any:
     return CliRunner().invoke(app, list(args))
 
@@ -187,7 +153,7 @@ def test_run_ci_writes_both_reports_and_appends_to_the_step_summary(
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(step_summary))
     result = fermion("run", "--ci")
     assert result.exit_code == 0, result.output
-    for step in ("ingest", "validate", "split", "train"):
+    for step in ("ingest", "validate", "split", "train", "promote"):
         assert f"done    {step} (" in result.output  # a plain line as each finished
     summary = (project / "fermion-summary.md").read_text()
     assert "fermion pipeline `credit`: passed" in summary
@@ -195,7 +161,7 @@ def test_run_ci_writes_both_reports_and_appends_to_the_step_summary(
     assert step_summary.read_text().startswith("earlier step\n" + summary)
     suite = ET.parse(project / "fermion-junit.xml").getroot().find("testsuite")
     assert suite is not None
-    assert suite.get("tests") == "4" and suite.get("failures") == "0"
+    assert suite.get("tests") == "5" and suite.get("failures") == "0"
     assert "\x1b" not in result.output  # no live view, no colour codes
 
 
@@ -218,7 +184,7 @@ def test_run_ci_exits_1_with_a_junit_failure_when_a_step_fails(project: Path) ->
     failure = cases["validate"].find("failure")
     assert failure is not None and "age" in failure.get("message", "")
     assert cases["train"].find("skipped") is not None
-    assert suite.get("failures") == "1" and suite.get("skipped") == "2"
+    assert suite.get("failures") == "1" and suite.get("skipped") == "3"  # split, train, promote
 
 
 def test_report_paths_without_ci_are_refused(project: Path) -> None:

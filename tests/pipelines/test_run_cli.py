@@ -12,44 +12,7 @@ from typer.testing import CliRunner
 
 from fermion.cli.main import app
 
-PIPELINE = """\
-pipelines:
-  credit:
-    steps:
-      ingest:
-        kind: data.add
-        source: credit.csv
-        name: credit
-      validate:
-        kind: data.validate
-        dataset: ingest
-        rules: rules.yaml
-      split:
-        kind: data.split
-        dataset: ingest
-        needs: [validate]
-        seed: 3
-      train:
-        kind: train
-        dataset: split
-        target: status
-        family: logistic
-        name: credit
-      promote:
-        kind: promote
-        model: train
-        alias: staging
-"""
-RULES = "rules:\n  - {column: age, range: {min: 18, max: 100}}\n"
-
-
-@pytest.fixture
-def project(workspace_dir: Path, credit_csv: Any, monkeypatch: pytest.MonkeyPatch) -> Path:
-    credit_csv(workspace_dir / "credit.csv")
-    (workspace_dir / "rules.yaml").write_text(RULES)
-    (workspace_dir / "fermion.yaml").write_text(PIPELINE)
-    monkeypatch.setenv("COLUMNS", "160")
-    return workspace_dir
+RULES = "rules:\n  - {column: age, range: {min: 18, max: 100}}\n"  # as the fixture writes
 
 
 def fermion(*args: str) -> Any:

@@ -55,8 +55,10 @@ def optimize(
     no_register: bool = typer.Option(False, "--no-register", help="Measure only."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
-    """Export a model to ONNX, quantize or prune it, measure each variant against it, and
-    register those within --max-drop of its metric (exit 1 when one is dropped)."""
+    """Export a model to ONNX, quantize or prune it, and register the variants that pass.
+
+    Each variant is measured against the model (size, latency, throughput, memory, metric);
+    those within --max-drop of its metric are registered (exit 1 when one is dropped)."""
     from fermion.optimize.optimizer import OptimizeOptions
     from fermion.optimize.optimizer import optimize as run_optimize
     from fermion.workspace import Workspace

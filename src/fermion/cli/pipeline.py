@@ -59,8 +59,10 @@ def run(
         None, "--junit", help="With --ci: the JUnit XML report [default: fermion-junit.xml]."
     ),
 ) -> None:
-    """Run a pipeline's steps in dependency order, reusing every step whose inputs, config
-    and code are unchanged (exit 1 when a step fails)."""
+    """Run a pipeline of fermion.yaml, reusing every step that has not changed.
+
+    Steps run in dependency order, independent ones side by side; a step whose inputs, config
+    and code are unchanged is reused (cached). Exit 1 when a step fails."""
     from fermion.errors import InvalidInputError
     from fermion.pipelines.runner import run_pipeline
     from fermion.pipelines.spec import find_project, load_project
