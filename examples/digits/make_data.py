@@ -1,6 +1,6 @@
 """Write digits.csv from scikit-learn's bundled digits (1,797 8x8 images, no download).
 
-    python make_data.py        # digits.csv beside this file: p0..p63 (0-16) and label
+python make_data.py        # digits.csv beside this file: p0..p63 (0-16) and label
 """
 
 from __future__ import annotations
