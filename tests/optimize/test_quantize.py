@@ -14,7 +14,7 @@ import torch
 from onnx import TensorProto, helper
 
 from fermion.errors import InvalidInputError
-from fermion.optimize.graph import optimize_graph
+from fermion.optimize.graph import load_graph, optimize_graph
 from fermion.optimize.quantize import (
     calibration_feeds,
     convert_fp16,
@@ -212,7 +212,7 @@ def test_graphs_without_neural_weights_are_refused(tmp_path: Path) -> None:
 
     with pytest.raises(InvalidInputError, match="no MatMul/Gemm/Attention node to quantize"):
         quantize_dynamic_int8(src, tmp_path / "int8.onnx")
-    with pytest.raises(InvalidInputError, match="no MatMul/Gemm node to quantize"):
+    with pytest.raises(InvalidInputError, match="no MatMul/Gemm/Conv node to quantize"):
         quantize_static_int8(src, tmp_path / "int8.onnx", calibration=[{"x": np.ones((2, 4))}])
     with pytest.raises(InvalidInputError, match="LinearRegressor nodes, which compute in float32"):
         convert_fp16(src, tmp_path / "fp16.onnx")
@@ -233,3 +233,45 @@ def test_not_an_onnx_file(tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match="no ONNX model at"):
         quantize_dynamic_int8(tmp_path / "missing.onnx", tmp_path / "int8.onnx")
     assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
+
+
+def test_static_int8_quantizes_convolutions(tmp_path: Path) -> None:
+    import torch
+
+    class SmallCnn(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv1 = torch.nn.Conv2d(1, 8, 3, padding=1)
+            self.conv2 = torch.nn.Conv2d(8, 16, 3, padding=1)
+            self.head = torch.nn.Linear(16 * 4 * 4, 10)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = torch.relu(self.conv1(x.reshape(-1, 1, 8, 8)))
+            x = torch.nn.functional.max_pool2d(torch.relu(self.conv2(x)), 2)
+            return self.head(x.flatten(1))
+
+    torch.manual_seed(0)
+    src = tmp_path / "cnn.onnx"
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)  # legacy exporter
+        torch.onnx.export(
+            SmallCnn().eval(),
+            (torch.zeros(1, 64),),
+            str(src),
+            dynamo=False,
+            input_names=["features"],
+            output_names=["logits"],
+            dynamic_axes={"features": {0: "batch"}, "logits": {0: "batch"}},
+            opset_version=17,
+        )
+    X = np.random.default_rng(0).random((300, 64)).astype(np.float32) * 16
+    dst = quantize_static_int8(src, tmp_path / "int8.onnx", calibration=calibration_feeds(X))
+    # every Conv and the Gemm read int8 weights through a DequantizeLinear
+    weights = {
+        node.input[1] for node in load_graph(dst).graph.node if node.op_type in ("Conv", "Gemm")
+    }
+    produced = {n.output[0] for n in load_graph(dst).graph.node if n.op_type == "DequantizeLinear"}
+    assert len(weights) == 3 and weights <= produced
+    assert dst.stat().st_size < 0.6 * src.stat().st_size  # small: node definitions weigh
+    want, got = run(src, X), run(dst, X)
+    assert float(np.mean(want.argmax(1) == got.argmax(1))) >= 0.97

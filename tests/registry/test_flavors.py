@@ -249,3 +249,30 @@ def test_an_untrusted_linear_model_is_checked_by_skops_as_before(tmp_path: Path)
     loaded = SklearnFlavor().load(tmp_path, meta, trusted=False)
     assert type(loaded.estimator).__name__ == "LogisticRegression"
     np.testing.assert_allclose(loaded.predict_proba(X), model.predict_proba(X), rtol=1e-12)
+
+
+def test_an_exported_torch_program_loads_from_several_threads_at_once(tmp_path: Path) -> None:
+    """torch.export.load keeps global state while it reads; two pipeline steps load the same
+    model side by side."""
+    import threading
+
+    torch = pytest.importorskip("torch")
+    from fermion.registry.flavors.torch_export_flavor import ExportedTorchModel, TorchExportFlavor
+
+    program = torch.export.export(torch.nn.Linear(4, 2).eval(), (torch.zeros(3, 4),))
+    model = ExportedTorchModel(program, task="binary", n_classes=2, n_features=4)
+    meta = TorchExportFlavor().save(model, tmp_path)
+    errors: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            TorchExportFlavor().load(tmp_path, meta, trusted=False)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=load) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []

@@ -35,7 +35,7 @@ Feed = Mapping[str, npt.NDArray[Any]]
 # Attention is there for BERT graphs fused by optimize_graph: its Q, K, V weights are most
 # of a layer's; in a graph without Attention nodes it changes nothing.
 DYNAMIC_OP_TYPES = ("MatMul", "Gemm", "Attention")
-STATIC_OP_TYPES = ("MatMul", "Gemm")
+STATIC_OP_TYPES = ("MatMul", "Gemm", "Conv")
 # Op types whose presence in the output (beyond the source's) shows a weight was quantized.
 _QUANTIZED_OPS = frozenset(
     {

@@ -8,6 +8,7 @@ loading needs neither the module's Python class nor pickle.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -16,6 +17,8 @@ import numpy as np
 
 from fermion.errors import InvalidInputError, StorageError, require
 from fermion.training.families.base import FittedModel, Floats, Matrix, fields_from_meta
+
+_LOADING = threading.Lock()
 
 MODEL_FILE = "module.pt2"
 
@@ -96,4 +99,6 @@ class TorchExportFlavor:
         path = folder / MODEL_FILE
         if not path.is_file():
             raise StorageError(f"model file {path} is missing")
-        return ExportedTorchModel(torch.export.load(path), **fields_from_meta(meta))
+        with _LOADING:  # torch.export.load keeps global state: two threads at once fail
+            program = torch.export.load(path)
+        return ExportedTorchModel(program, **fields_from_meta(meta))
