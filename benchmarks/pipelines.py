@@ -32,14 +32,15 @@ FERMION = str(Path(sys.executable).with_name("fermion"))
 TARGET_SECONDS = 2.0
 
 
-def fermion_run(folder: Path) -> tuple[float, dict[str, str]]:
-    """Seconds from spawn to exit of `fermion run --json`, and each step's state."""
+def fermion_run(folder: Path, *, may_fail: bool = False) -> tuple[float, dict[str, str]]:
+    """Seconds from spawn to exit of `fermion run --json`, and each step's state. With
+    `may_fail`, a failed step (exit 1: the gate holding a worse model back) is a result."""
     started = time.perf_counter()
     done = subprocess.run(
         [FERMION, "run", "--json"], cwd=folder, capture_output=True, text=True, check=False
     )
     seconds = time.perf_counter() - started
-    if done.returncode != 0:
+    if done.returncode not in ((0, 1) if may_fail else (0,)):
         sys.exit(f"fermion run failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
     steps = json.loads(done.stdout)["steps"]
     return seconds, {name: step["state"] for name, step in steps.items()}
@@ -70,9 +71,10 @@ def main() -> None:
             print(f"re-run, nothing changed: {seconds:.2f} s ({cached} of {len(states)} cached)")
         recipe = folder / "clean.yaml"
         recipe.write_text(recipe.read_text().replace("factor: 3", "factor: 2.5"))
-        changed, states = fermion_run(folder)
-        ran = [name for name, state in states.items() if state == "done"]
-        print(f"after one cleaning rule changed: {changed:.1f} s (ran: {', '.join(ran)})")
+        changed, states = fermion_run(folder, may_fail=True)
+        ran = [name for name, state in states.items() if state in ("done", "failed")]
+        held = " (the gate held the new model back)" if states.get("gate") == "failed" else ""
+        print(f"after one cleaning rule changed: {changed:.1f} s (ran: {', '.join(ran)}){held}")
 
     median = statistics.median(reruns)
     holds = median < TARGET_SECONDS
