@@ -53,7 +53,7 @@ def test_digits_pipeline_trains_quantizes_gates_and_promotes(tmp_path: Path) -> 
     shown = _fermion(folder, "models", "show", int8)
     assert shown["record"]["flavor"] == "onnx"
     assert "int8" in json.dumps(shown), "the promoted variant is not int8"
-    assert steps["int8"]["metrics"]["size_ratio"] < 0.8
+    assert steps["int8"]["metrics"]["size_ratio"] < 0.5  # the convolutions are int8 too
     assert steps["int8"]["metrics"]["metric_drop"] <= 0.01
     # accurate in float32 and in int8, on the same test rows
     assert steps["train"]["metrics"]["accuracy"] >= 0.95

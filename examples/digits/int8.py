@@ -11,7 +11,7 @@ from __future__ import annotations
 from fermion.pipelines.types import StepContext, StepOutput
 
 
-def pick(context: StepContext, technique: str = "int8 dynamic") -> StepOutput:
+def pick(context: StepContext, technique: str = "int8 static") -> StepOutput:
     """The newest version optimized from the step's `model` with this technique (as the
     `optimize` step's manifest records it); run after that step (`needs: [optimize]`)."""
     models = context.workspace.models
