@@ -90,3 +90,14 @@ def test_a_file_that_cannot_run_exits_2_before_anything_runs(
     assert message in result.output
     assert "Traceback" not in result.output
     assert not (project / ".fermion").exists()
+
+
+def test_a_malformed_gate_rule_exits_2_before_anything_runs(project: Path) -> None:
+    text = (project / "fermion.yaml").read_text() + (
+        "      gate:\n        kind: gate\n        model: train\n        rules: [roc_auc >= lots]\n"
+    )
+    (project / "fermion.yaml").write_text(text)
+    result = fermion("run")
+    assert result.exit_code == 2
+    assert "fermion.yaml:" in result.output and "roc_auc >= lots" in result.output
+    assert not (project / ".fermion").exists()

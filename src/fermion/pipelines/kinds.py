@@ -11,7 +11,7 @@ from typing import Any
 
 from fermion.errors import InvalidInputError
 from fermion.pipelines.kinds_data import run_add, run_clean, run_split, run_validate
-from fermion.pipelines.kinds_gate import run_gate
+from fermion.pipelines.kinds_gate import check_gate_config, run_gate
 from fermion.pipelines.kinds_models import run_evaluate, run_promote, run_train, run_tune
 from fermion.pipelines.kinds_optimize import run_optimize
 from fermion.pipelines.kinds_python import module_hash, run_python
@@ -38,6 +38,9 @@ class StepKind:
     file_keys: tuple[str, ...] = ()
     cacheable: bool = True
     description: str = ""
+    # Checks the step's config when the file loads (a gate's rules parse), so a mistake is
+    # an error before anything runs; raises InvalidInputError naming the problem.
+    check: Callable[[str, Mapping[str, Any]], None] | None = None
 
     @property
     def keys(self) -> frozenset[str]:
@@ -136,6 +139,7 @@ KINDS: dict[str, StepKind] = {
             required=("rules",),
             optional=(DATASET, "part", "trusted"),
             cacheable=False,
+            check=check_gate_config,
             description="Judge rules on a model (`roc_auc >= 0.80`, `roc_auc >= "
             "production.roc_auc`, `validation passed`, `optimized within drop`); a failed rule "
             "fails the step, so what follows (a promote) is skipped. Never cached: an alias "

@@ -9,7 +9,7 @@ not cacheable: the model behind an alias may have moved since the last run.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fermion.errors import FermionError, InvalidInputError, NotFoundError
 from fermion.pipelines.gate_rules import (
@@ -38,6 +38,11 @@ if TYPE_CHECKING:
 # What a needed step's output says of its kind: only data.validate and optimize give these.
 VALIDATION_METRIC = "rules_failed"
 VARIANTS_METRIC = "variants_passed"
+
+
+def check_gate_config(step: str, config: Mapping[str, Any]) -> None:
+    """The gate's rules parse (run when the pipeline file loads)."""
+    parse_rules(config.get("rules"), step)
 
 
 def run_gate(ctx: StepContext) -> StepOutput:

@@ -201,6 +201,11 @@ def _step(
     missing = [key for key in required if key not in config]
     if missing:
         raise InvalidInputError(f"{where(*at)}: step {name!r}: {kind_name} needs `{missing[0]}:`")
+    if kind.check is not None:
+        try:
+            kind.check(name, config)
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"{where(*at)}: {exc}") from exc
     inputs = {
         key: value
         for key, value in config.items()
