@@ -101,3 +101,20 @@ def test_a_malformed_gate_rule_exits_2_before_anything_runs(project: Path) -> No
     assert result.exit_code == 2
     assert "fermion.yaml:" in result.output and "roc_auc >= lots" in result.output
     assert not (project / ".fermion").exists()
+
+
+def test_a_deploy_step_writes_the_serving_files_on_every_run(project: Path) -> None:
+    text = (project / "fermion.yaml").read_text() + (
+        "      deploy:\n        kind: deploy\n        model: promote\n"
+        "        serve_as: staging\n        target: docker\n"
+    )
+    (project / "fermion.yaml").write_text(text)
+    first = fermion("run", "--json")
+    assert first.exit_code == 0, first.output
+    step = json.loads(first.output)["steps"]["deploy"]
+    assert step["state"] == "done" and "credit@staging" in step["summary"]
+    dockerfile = project / "deploy" / "credit" / "Dockerfile"
+    assert "credit@staging" in dockerfile.read_text()
+    again = json.loads(fermion("run", "--json").output)
+    assert again["steps"]["deploy"]["state"] == "done"  # never cached: files are rewritten
+    assert again["steps"]["train"]["state"] == "cached"

@@ -11,6 +11,7 @@ from typing import Any
 
 from fermion.errors import InvalidInputError
 from fermion.pipelines.kinds_data import run_add, run_clean, run_split, run_validate
+from fermion.pipelines.kinds_deploy import DEPLOY_KEYS, run_deploy
 from fermion.pipelines.kinds_gate import check_gate_config, run_gate
 from fermion.pipelines.kinds_models import run_evaluate, run_promote, run_train, run_tune
 from fermion.pipelines.kinds_optimize import run_optimize
@@ -144,6 +145,16 @@ KINDS: dict[str, StepKind] = {
             "production.roc_auc`, `validation passed`, `optimized within drop`); a failed rule "
             "fails the step, so what follows (a promote) is skipped. Never cached: an alias "
             "may have moved.",
+        ),
+        StepKind(
+            "deploy",
+            run_deploy,
+            input_keys=_MODEL_IN,
+            required=("target",),
+            optional=DEPLOY_KEYS,
+            cacheable=False,
+            description="Write the Docker or Kubernetes files serving the model (as `fermion "
+            "deploy`), into deploy/<name> beside the pipeline file; rewritten on every run.",
         ),
         StepKind(
             "promote",
