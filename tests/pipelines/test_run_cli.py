@@ -118,3 +118,15 @@ def test_a_deploy_step_writes_the_serving_files_on_every_run(project: Path) -> N
     again = json.loads(fermion("run", "--json").output)
     assert again["steps"]["deploy"]["state"] == "done"  # never cached: files are rewritten
     assert again["steps"]["train"]["state"] == "cached"
+
+
+def test_a_gate_naming_a_metric_nothing_reports_exits_2(project: Path) -> None:
+    text = (project / "fermion.yaml").read_text() + (
+        "      gate:\n        kind: gate\n        model: train\n"
+        "        rules: [roc_acu >= 0.8, valid_roc_auc >= 0.7, p99_ms <= 20]\n"
+    )
+    (project / "fermion.yaml").write_text(text)
+    result = fermion("run")
+    assert result.exit_code == 2
+    assert "names metric 'roc_acu', which no step or model reports" in result.output
+    assert not (project / ".fermion").exists()

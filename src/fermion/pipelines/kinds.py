@@ -41,7 +41,8 @@ class StepKind:
     description: str = ""
     # Checks the step's config when the file loads (a gate's rules parse), so a mistake is
     # an error before anything runs; raises InvalidInputError naming the problem.
-    check: Callable[[str, Mapping[str, Any]], None] | None = None
+    # Called with the step's name, its config and the kind of every step of its pipeline.
+    check: Callable[[str, Mapping[str, Any], Mapping[str, str]], None] | None = None
 
     @property
     def keys(self) -> frozenset[str]:

@@ -23,6 +23,7 @@ from fermion.pipelines.gate_rules import (
     parse_rules,
 )
 from fermion.pipelines.kinds_config import StepConfig, input_hash, input_ref
+from fermion.pipelines.kinds_optimize import FIGURES, RATIOS
 from fermion.pipelines.types import (
     DATASET,
     MODEL,
@@ -31,6 +32,7 @@ from fermion.pipelines.types import (
     StepContext,
     StepOutput,
 )
+from fermion.training.metrics import GREATER_IS_BETTER
 
 if TYPE_CHECKING:
     from fermion.entities import ModelVersion
@@ -40,9 +42,55 @@ VALIDATION_METRIC = "rules_failed"
 VARIANTS_METRIC = "variants_passed"
 
 
-def check_gate_config(step: str, config: Mapping[str, Any]) -> None:
-    """The gate's rules parse (run when the pipeline file loads)."""
-    parse_rules(config.get("rules"), step)
+def check_gate_config(step: str, config: Mapping[str, Any], kinds: Mapping[str, str]) -> None:
+    """When the pipeline file loads: the gate's rules parse, and each metric they name is one
+    a step or a model can report (a `python` step in the pipeline may report any)."""
+    rules = parse_rules(config.get("rules"), step)
+    if "python" in kinds.values():
+        return
+    for rule in rules:
+        for metric in _metrics_of(rule):
+            if not _known_metric(metric):
+                raise InvalidInputError(
+                    f"step {step!r}: gate rule {rule.text!r} names metric {metric!r}, which no "
+                    f"step or model reports (metrics: {', '.join(sorted(_KNOWN_METRICS))}; "
+                    "also valid_, cv_ or test_ before a model metric)"
+                )
+
+
+def _metrics_of(rule: Rule) -> list[str]:
+    if isinstance(rule, Comparison):
+        return [rule.metric, rule.other]
+    if isinstance(rule, Threshold):
+        return [rule.metric]
+    return []
+
+
+def _known_metric(name: str) -> bool:
+    for prefix in ("valid_", "cv_", "test_"):
+        if name.startswith(prefix) and name[len(prefix) :] in GREATER_IS_BETTER:
+            return True
+    return name in _KNOWN_METRICS
+
+
+# Model metrics (evaluation, training, tuning) and what the built-in steps put in their outputs
+_KNOWN_METRICS = frozenset(
+    [
+        *GREATER_IS_BETTER,
+        *FIGURES,
+        *RATIOS,
+        "variants_passed",
+        "variants_dropped",
+        "rows",
+        "columns",
+        "train_rows",
+        "valid_rows",
+        "test_rows",
+        "rules_passed",
+        "rules_failed",
+        "trials_complete",
+    ]
+)
 
 
 def run_gate(ctx: StepContext) -> StepOutput:

@@ -203,7 +203,7 @@ def _step(
         raise InvalidInputError(f"{where(*at)}: step {name!r}: {kind_name} needs `{missing[0]}:`")
     if kind.check is not None:
         try:
-            kind.check(name, config)
+            kind.check(name, config, _kinds_of(steps))
         except InvalidInputError as exc:
             raise InvalidInputError(f"{where(*at)}: {exc}") from exc
     inputs = {
@@ -284,3 +284,12 @@ def _kind_of(value: Any) -> str:
     if isinstance(value, list | dict | str):
         return {list: "a list", dict: "a mapping", str: "text"}[type(value)]
     return repr(value)
+
+
+def _kinds_of(steps: Mapping[str, Any]) -> dict[str, str]:
+    """Each step's declared kind, for a kind's config check (bodies not yet checked)."""
+    return {
+        name: body["kind"]
+        for name, body in steps.items()
+        if isinstance(body, dict) and isinstance(body.get("kind"), str)
+    }
