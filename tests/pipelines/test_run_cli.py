@@ -39,6 +39,9 @@ def test_a_pipeline_runs_then_is_cached_but_for_the_alias(project: Path) -> None
         "promote": "done",  # moving an alias is never cached
     }
     assert answer["steps"]["train"]["refs"] == {"model": "credit:1"}
+    shown_run = fermion("runs", "show", str(answer["run_id"]))  # the pipeline run, its steps
+    assert shown_run.exit_code == 0 and "child runs (5)" in shown_run.output
+    assert shown_run.output.count("cached") >= 4
     shown = fermion("models", "show", "credit@staging")
     assert shown.exit_code == 0 and "credit:1" in shown.output
 

@@ -39,6 +39,15 @@ class RunInput:
     context: str
 
 
+_STEP_STATE = "fermion.state"  # a pipeline step's run: cached, done or failed
+_STEP_STYLES = {"cached": "[green]", "done": "[bold green]", "failed": "[bold red]"}
+
+
+def _state(run: RunRecord) -> str:
+    """A pipeline step's state (cached, done, failed), else the run's status."""
+    return run.tags.get(_STEP_STATE) or run.status.value
+
+
 def status_text(status: RunStatus) -> str:
     return f"[{_STATUS_STYLE[status]}]{status.value}[/]"
 
@@ -105,7 +114,7 @@ def runs_table(
         "id": [str(run.id) for run in runs],
         "experiment": [run.experiment for run in runs],
         "name": [run.name for run in runs],
-        "status": [run.status.value for run in runs],
+        "status": [_state(run) for run in runs],
         "started (UTC)": [f"{run.start_time:%Y-%m-%d %H:%M}" for run in runs],
         "duration": [duration_text(run.duration_s) for run in runs],
         "parent": [str(run.parent_id or "") for run in runs],
@@ -133,7 +142,10 @@ def runs_table(
     for i, run in enumerate(runs):
         cells = [fixed[header][i] for header in fixed]
         if "status" in fixed:
-            cells[list(fixed).index("status")] = status_text(run.status)
+            state = run.tags.get(_STEP_STATE)
+            cells[list(fixed).index("status")] = (
+                _STEP_STYLES.get(state, "") + f"{state}[/]" if state else status_text(run.status)
+            )
         table.add_row(
             *cells,
             *(fmt(run.params.get(key)) for key in shown["params"]),
