@@ -75,3 +75,28 @@ def test_text_column_becomes_an_embedding(vectors: np.ndarray) -> None:
     np.testing.assert_allclose(out[1, :384], embed_texts([""])[0], atol=1e-5)
     restored = Preprocessor.from_dict(json.loads(json.dumps(prep.to_dict())))
     np.testing.assert_allclose(restored.transform(frame), out, atol=1e-6)
+
+
+def test_texts_embedded_recently_are_not_encoded_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fermion.training import text
+
+    calls: list[list[str]] = []
+
+    class Fake:
+        def encode(self, texts: list[str], **options: object) -> np.ndarray:
+            calls.append(list(texts))
+            return np.array([[len(t), 1.0] + [0.0] * 382 for t in texts], dtype=np.float32)
+
+    monkeypatch.setattr(text, "_load", lambda path: Fake())
+    monkeypatch.setattr(text, "_VECTORS", text._VectorCache(capacity=3))
+    first = embed_texts(["a", "bb", "a"])
+    second = embed_texts(["bb", "ccc", "a"])  # only "ccc" is new
+    assert calls == [["a", "bb"], ["ccc"]]
+    np.testing.assert_array_equal(second[0], first[1])
+    assert second[1][0] == 3.0
+    embed_texts(["d", "e", "f", "g"])  # more than the cache holds: encoded, not kept
+    embed_texts(["a"])  # still there
+    assert calls == [["a", "bb"], ["ccc"], ["d", "e", "f", "g"]]
+    embed_texts(["x"])  # evicts the least recently used: "bb" (then "ccc", "a")
+    embed_texts(["a", "bb"])
+    assert calls[-2:] == [["x"], ["bb"]]

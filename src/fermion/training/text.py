@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from types import MappingProxyType
 from typing import Any
@@ -31,7 +33,8 @@ def embed_texts(
 ) -> np.ndarray:
     """Embed `texts` as float32 rows of unit length, shape (len(texts), embedding_dim(model)).
 
-    Identical texts are encoded once. The model runs on the CPU and is loaded once per process.
+    Identical texts are encoded once, and the last 10,000 texts embedded in this process are
+    not encoded again. The model runs on the CPU and is loaded once per process.
     """
     _check_model(model)
     if batch_size < 1:
@@ -41,21 +44,69 @@ def embed_texts(
         return np.empty((0, dim), dtype=np.float32)
     unique = list(dict.fromkeys(texts))
     index = {text: i for i, text in enumerate(unique)}
-    encoder = _load(_model_path(model))
-    vectors = np.asarray(
-        encoder.encode(
-            unique,
-            batch_size=batch_size,
-            convert_to_numpy=True,
-            normalize_embeddings=True,
-            show_progress_bar=False,
-        ),
-        dtype=np.float32,
-    )
-    if vectors.shape != (len(unique), dim):
-        raise InvalidInputError(f"{model} returned vectors of shape {vectors.shape}")
+    vectors = np.empty((len(unique), dim), dtype=np.float32)
+    known = _VECTORS.get(model, unique)
+    missing = [i for i, text in enumerate(unique) if text not in known]
+    for i, text in enumerate(unique):
+        if text in known:
+            vectors[i] = known[text]
+    if missing:
+        encoder = _load(_model_path(model))
+        encoded = np.asarray(
+            encoder.encode(
+                [unique[i] for i in missing],
+                batch_size=batch_size,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+                show_progress_bar=False,
+            ),
+            dtype=np.float32,
+        )
+        if encoded.shape != (len(missing), dim):
+            raise InvalidInputError(f"{model} returned vectors of shape {encoded.shape}")
+        vectors[missing] = encoded
+        _VECTORS.put(model, [unique[i] for i in missing], encoded)
     rows = np.fromiter((index[text] for text in texts), dtype=np.intp, count=len(texts))
     return vectors[rows]
+
+
+class _VectorCache:
+    """The vectors of the texts embedded last, per model, up to `capacity` texts in all.
+
+    Training embeds the same texts again and again: the fit, the evaluation's plots, and
+    permutation importance, which shuffles a text column's rows and embeds them once per
+    repeat (300 messages were embedded 8 times in one `train`, 18 of its 32 s). A call with
+    more distinct texts than the cache holds bypasses it rather than evicting everything.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._vectors: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, model: str, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        found: dict[str, np.ndarray] = {}
+        with self._lock:
+            for text in texts:
+                vector = self._vectors.get((model, text))
+                if vector is not None:
+                    self._vectors.move_to_end((model, text))
+                    found[text] = vector
+        return found
+
+    def put(self, model: str, texts: Sequence[str], vectors: np.ndarray) -> None:
+        if len(texts) > self.capacity:
+            return
+        with self._lock:
+            for text, vector in zip(texts, vectors, strict=True):
+                self._vectors[(model, text)] = vector.copy()  # not a view of the batch
+                self._vectors.move_to_end((model, text))
+            while len(self._vectors) > self.capacity:
+                self._vectors.popitem(last=False)
+
+
+# ~15 MB of float32 vectors at 384 dimensions
+_VECTORS = _VectorCache(capacity=10_000)
 
 
 def _check_model(model: str) -> None:
