@@ -72,14 +72,8 @@ def run_optimize(ctx: StepContext) -> StepOutput:
 
 
 def _fastest(result: OptimizeResult) -> ModelVersion | None:
-    """The registered variant the alias went to, or would have: the most rows/s at batch 32."""
-    if not result.registered:
-        return None
-    if result.alias is not None:
-        return next(v for v in result.registered if v.version == result.alias[1])
-    speed = {m.name: m.rows_per_s_32 for m in result.report.variants}
-    by_version = {d.version: n for n, d in result.report.decisions.items() if d.version}
-    return max(result.registered, key=lambda v: speed.get(by_version.get(v.version, ""), 0.0))
+    """The registered variant the alias went to, or would have (optimize's choice)."""
+    return result.fastest
 
 
 def _measurement(result: OptimizeResult, version: ModelVersion) -> Measurement:
