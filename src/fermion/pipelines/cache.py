@@ -53,17 +53,16 @@ def cache_key(
 
 def cached_output(ws: Workspace, key: str) -> StepOutput | None:
     """The output of the newest finished step run with this key, if any."""
-    for record in ws.runs.store.find_runs(CACHE_TAG, key, status=RunStatus.FINISHED):
-        stored = record.tags.get(OUTPUT_TAG)
-        if stored is not None:
-            return StepOutput.from_dict(json.loads(stored))
-    return None
+    return _newest_output(ws, CACHE_TAG, key)
 
 
 def latest_output(ws: Workspace, pipeline: str, step: str) -> StepOutput | None:
     """What the step gave the last time it finished in this pipeline, if it ever did."""
-    runs = ws.runs.store.find_runs(STEP_TAG, f"{pipeline}/{step}", status=RunStatus.FINISHED)
-    for record in runs:
+    return _newest_output(ws, STEP_TAG, f"{pipeline}/{step}")
+
+
+def _newest_output(ws: Workspace, tag: str, value: str) -> StepOutput | None:
+    for record in ws.runs.store.find_runs(tag, value, status=RunStatus.FINISHED):
         stored = record.tags.get(OUTPUT_TAG)
         if stored is not None:
             return StepOutput.from_dict(json.loads(stored))

@@ -50,7 +50,7 @@ def run_optimize(ctx: StepContext) -> StepOutput:
             f"step {ctx.spec.name!r}: no variant of {source.ref} passed the gate: "
             + "; ".join(f"{name}: {d.reason}" for name, d in decisions.items())
         )
-    chosen = _fastest(result)
+    chosen = result.fastest  # what optimize moves its alias to
     measured = result.report.original if chosen is None else _measurement(result, chosen)
     metrics = _figures(result, measured) | {
         "variants_passed": float(len(passed)),
@@ -69,11 +69,6 @@ def run_optimize(ctx: StepContext) -> StepOutput:
         + f") from {source.ref}",
         metrics,
     )
-
-
-def _fastest(result: OptimizeResult) -> ModelVersion | None:
-    """The registered variant the alias went to, or would have (optimize's choice)."""
-    return result.fastest
 
 
 def _measurement(result: OptimizeResult, version: ModelVersion) -> Measurement:
