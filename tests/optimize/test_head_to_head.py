@@ -33,10 +33,11 @@ class Regressor(Sleepy):
         return np.zeros(len(X))
 
 
-def test_the_close_ones_are_those_within_a_tenth_of_the_fastest() -> None:
-    speeds = {"a": 100.0, "b": 95.0, "c": 89.0, "d": 120.0}
-    assert close_to_fastest(speeds) == ["d"]
-    assert close_to_fastest({"a": 100.0, "b": 95.0, "c": 89.0}) == ["a", "b"]
+def test_the_close_ones_are_those_within_a_third_of_the_fastest() -> None:
+    speeds = {"a": 100.0, "b": 90.0, "c": 60.0, "d": 140.0}
+    assert close_to_fastest(speeds) == ["d", "a"]
+    assert close_to_fastest({"a": 100.0, "b": 95.0, "c": 60.0}) == ["a", "b"]
+    assert close_to_fastest({"a": 100.0, "b": 30.0}) == ["a"]
     assert close_to_fastest({}) == []
 
 

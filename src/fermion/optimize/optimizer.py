@@ -311,8 +311,8 @@ def _fastest(
     threads: int,
     say: Callable[[str], None],
 ) -> ModelVersion | None:
-    """The registered variant with the most rows/s at batch 32; tabular variants within 10%
-    of the fastest are timed again head to head (`head_to_head`), as the report's figures
+    """The registered variant with the most rows/s at batch 32; tabular variants within a
+    third of the fastest are timed again head to head (`head_to_head`), as the report's figures
     come from one process after another and cannot tell them apart."""
     from fermion.optimize.head_to_head import close_to_fastest, head_to_head
 
