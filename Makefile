@@ -8,6 +8,9 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+	# torch first: where a CPU wheel of 2.13.0 lies on disk pip takes it here, and the
+	# resolver keeps it; left to resolve with the rest, backtracking fetched the CUDA build
+	$(BIN)/python -m pip install -q 'torch==2.13.0'
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
