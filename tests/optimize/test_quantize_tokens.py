@@ -61,7 +61,7 @@ def test_each_token_gets_its_own_activation_scale(tmp_path: Path, opset: int) ->
     matmul_graph(src, opset=opset)
     pairs = quantize_matmuls_per_token(src, dst)
     assert pairs == [("dense_weight_int8", "dense_weight_scale")]
-    assert count_ops(dst)["MatMulInteger"] == 1 and "MatMul" not in count_ops(dst)
+    assert count_ops(dst)["MatMulIntegerToFloat"] == 1 and "MatMul" not in count_ops(dst)
     weights = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(dst)).graph.initializer}
     assert weights["dense_weight_int8"].dtype == np.int8
     assert np.abs(weights["dense_weight_int8"]).max() == 127  # 8 bits, per column
@@ -119,7 +119,7 @@ def test_an_embedding_graph_becomes_int8_and_keeps_its_vectors(
     dst = tmp_path / "int8.onnx"
     pairs = quantize_embedding_int8(fused, dst, calibration=[feeds])
     ops = count_ops(dst)
-    assert ops["QAttention"] == 2 and ops["MatMulInteger"] == len(pairs) == 6  # 3 per layer
+    assert ops["QAttention"] == 2 and ops["MatMulIntegerToFloat"] == len(pairs) == 6  # 3 per layer
     assert "MatMul" not in ops
     assert dst.stat().st_size < 0.6 * fused.stat().st_size  # tiny: node definitions weigh
     reference = run(src, feeds)

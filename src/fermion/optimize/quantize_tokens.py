@@ -161,9 +161,11 @@ def quantize_matmuls_per_token(src: Path, dst: Path) -> list[tuple[str, str]]:
     integer product with its input quantized per row (per token) at run time and its weights
     per output column, 8 bits each; the (weight, scale) initializer pairs are returned.
 
-    The product is MatMulInteger(uint8 x int8, zero point 128) scaled back by the row's and
-    the column's scales: the kernel ONNX Runtime's own dynamic quantization uses, with one
-    activation scale per row instead of one per tensor.
+    Per MatMul: the row's largest magnitude sets its scale; QuantizeLinear, per axis over the
+    rows flattened to (tokens, K), turns it into uint8 around 128; MatMulIntegerToFloat (the
+    uint8 x int8 kernel ONNX Runtime's own dynamic quantization uses) multiplies and applies
+    the column scales; one Mul applies the row scales. Vectorized kernels all: the same
+    arithmetic spelled as Div, Round, Add, Clip and Cast nodes took a third of MiniLM's time.
     """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -173,10 +175,13 @@ def quantize_matmuls_per_token(src: Path, dst: Path) -> list[tuple[str, str]]:
     shared: dict[str, npt.NDArray[Any]] = {
         "token_int8_levels": np.array(float(_ACTIVATION_LEVELS), np.float32),
         "token_int8_epsilon": np.array(_EPSILON, np.float32),
-        "token_int8_zero_point": np.array(128, np.uint8),
+        "token_int8_zero": np.array(0.0, np.float32),
         "token_int8_offset": np.array(128.0, np.float32),
-        "token_int8_low": np.array(0.0, np.float32),
-        "token_int8_high": np.array(255.0, np.float32),
+        "token_int8_zero_point": np.array(128, np.uint8),
+        "token_int8_unit": np.array(1.0, np.float32),
+        "token_int8_flat": np.array([-1], np.int64),
+        "token_int8_lead_start": np.array([0], np.int64),
+        "token_int8_lead_end": np.array([-1], np.int64),
     }
     # ReduceMax takes its axes as an attribute up to opset 17 and as an input from 18
     axes_as_input = _opset(model) >= 18
@@ -194,43 +199,66 @@ def quantize_matmuls_per_token(src: Path, dst: Path) -> list[tuple[str, str]]:
         quantized = np.clip(np.rint(matrix / column_scale), -_WEIGHT_LEVELS, _WEIGHT_LEVELS)
         name = node.name or node.output[0]
         weight_name, scale_name = f"{name}_weight_int8", f"{name}_weight_scale"
+        rows_shape, out_shape = f"{name}_rows_shape", f"{name}_out_shape"
         model.graph.initializer.extend(
             [
                 numpy_helper.from_array(quantized.astype(np.int8), weight_name),
                 numpy_helper.from_array(column_scale.astype(np.float32), scale_name),
+                numpy_helper.from_array(np.array([-1, matrix.shape[0]], np.int64), rows_shape),
+                numpy_helper.from_array(np.array([matrix.shape[1]], np.int64), out_shape),
             ]
         )
         pairs.append((weight_name, scale_name))
         x, t = node.input[0], f"{name}_token_int8"
         nodes += [
+            # the row scales, shaped like x with a last axis of 1, and flattened
             helper.make_node("Abs", [x], [f"{t}_abs"]),
             _reduce_max(f"{t}_abs", f"{t}_peak", axes_as_input),
             helper.make_node("Max", [f"{t}_peak", "token_int8_epsilon"], [f"{t}_safe"]),
             helper.make_node("Div", [f"{t}_safe", "token_int8_levels"], [f"{t}_scale"]),
-            helper.make_node("Div", [x, f"{t}_scale"], [f"{t}_scaled"]),
-            helper.make_node("Round", [f"{t}_scaled"], [f"{t}_rounded"]),
-            helper.make_node("Add", [f"{t}_rounded", "token_int8_offset"], [f"{t}_shifted"]),
+            helper.make_node("Reshape", [f"{t}_scale", "token_int8_flat"], [f"{t}_scales"]),
+            # QuantizeLinear per axis wants a zero point per row as well: 128 each
+            helper.make_node("Mul", [f"{t}_scales", "token_int8_zero"], [f"{t}_nothing"]),
+            helper.make_node("Add", [f"{t}_nothing", "token_int8_offset"], [f"{t}_centre"]),
+            helper.make_node("Cast", [f"{t}_centre"], [f"{t}_zero_points"], to=TensorProto.UINT8),
+            helper.make_node("Reshape", [x, rows_shape], [f"{t}_rows"]),
             helper.make_node(
-                "Clip",
-                [f"{t}_shifted", "token_int8_low", "token_int8_high"],
-                [f"{t}_clipped"],
+                "QuantizeLinear",
+                [f"{t}_rows", f"{t}_scales", f"{t}_zero_points"],
+                [f"{t}_uint8"],
+                axis=0,
             ),
-            helper.make_node("Cast", [f"{t}_clipped"], [f"{t}_uint8"], to=TensorProto.UINT8),
             helper.make_node(
-                "MatMulInteger",
-                [f"{t}_uint8", weight_name, "token_int8_zero_point"],
-                [f"{t}_int32"],
+                "MatMulIntegerToFloat",
+                [
+                    f"{t}_uint8",
+                    weight_name,
+                    "token_int8_unit",
+                    scale_name,
+                    "token_int8_zero_point",
+                ],
+                [f"{t}_columns"],
                 name=f"{name}_integer",
+                domain="com.microsoft",
             ),
-            helper.make_node("Cast", [f"{t}_int32"], [f"{t}_float"], to=TensorProto.FLOAT),
-            helper.make_node("Mul", [f"{t}_float", scale_name], [f"{t}_columns"]),
-            helper.make_node("Mul", [f"{t}_columns", f"{t}_scale"], [node.output[0]]),
+            # back to x's leading axes, then the row scales
+            helper.make_node("Shape", [x], [f"{t}_shape"]),
+            helper.make_node(
+                "Slice",
+                [f"{t}_shape", "token_int8_lead_start", "token_int8_lead_end"],
+                [f"{t}_lead"],
+            ),
+            helper.make_node("Concat", [f"{t}_lead", out_shape], [f"{t}_out_shape"], axis=0),
+            helper.make_node("Reshape", [f"{t}_columns", f"{t}_out_shape"], [f"{t}_product"]),
+            helper.make_node("Mul", [f"{t}_product", f"{t}_scale"], [node.output[0]]),
         ]
     if not pairs:
         raise InvalidInputError(f"{src.name} has no MatMul with constant weights to quantize")
     model.graph.initializer.extend(
         numpy_helper.from_array(value, name) for name, value in shared.items()
     )
+    if not any(entry.domain == "com.microsoft" for entry in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     _replace_nodes(model, nodes)
     _drop_unused_initializers(model)
     with atomic_output(dst) as tmp:
