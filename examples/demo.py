@@ -102,7 +102,10 @@ def serve_and_call() -> None:
                 "curl", "-s", f"{url}/v1/models/credit/predict",
                 "-H", "Authorization: Bearer $FERMION_API_KEY", "-d", body,
             ]  # fmt: skip
-            print(f"\n\033[1m$ {shlex.join(command)}\033[0m", flush=True)
+            # double quotes around the header, so that the line shown works when pasted
+            header = "Authorization: Bearer $FERMION_API_KEY"
+            shown = shlex.join(command).replace(f"'{header}'", f'"{header}"')
+            print(f"\n\033[1m$ {shown}\033[0m", flush=True)
             real = [c.replace("$FERMION_API_KEY", key) for c in command]
             answer = subprocess.run(real, capture_output=True, text=True, check=False)
             print(answer.stdout or f"(curl failed: {answer.stderr.strip()})")
