@@ -226,6 +226,23 @@ def test_ci_init_github_writes_a_workflow_once_unless_forced(
     assert "pip install fermion" in runs and "fermion run --ci" in runs
 
 
+def test_ci_init_writes_at_the_repository_root_for_a_project_in_a_sub_folder(
+    project: Path, tmp_path: Path
+) -> None:
+    (tmp_path / ".git").mkdir()  # the repository is tmp_path; the project is its "project"
+    result = fermion("ci", "init", "--github")
+    assert result.exit_code == 0, result.output
+    assert not (project / ".github").exists()  # GitHub would never read it there
+    workflow = yaml.safe_load((tmp_path / ".github" / "workflows" / "fermion.yml").read_text())
+    job = workflow["jobs"]["pipeline"]
+    assert job["defaults"]["run"]["working-directory"] == "project"
+    upload = next(s for s in job["steps"] if str(s.get("uses", "")).startswith("actions/upload"))
+    assert set(upload["with"]["path"].split()) == {
+        "project/fermion-junit.xml",
+        "project/fermion-summary.md",
+    }
+
+
 def test_ci_init_refuses_an_unknown_pipeline(project: Path) -> None:
     result = fermion("ci", "init", "--github", "--pipeline", "nope")
     assert result.exit_code == 2 and "nope" in result.output

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import typer
 
@@ -22,10 +22,11 @@ def init(
     ),
     force: bool = typer.Option(False, "--force", help="Overwrite a workflow already there."),
 ) -> None:
-    """Write .github/workflows/fermion.yml beside fermion.yaml (here or above): on push and
-    pull request, install the project, run `fermion run --ci`, keep its two reports."""
+    """Write .github/workflows/fermion.yml at the root of the git repository that holds
+    fermion.yaml (here or above; beside it outside a repository): on push and pull request,
+    install the project, run `fermion run --ci` in its folder, keep its two reports."""
     from fermion.errors import ConflictError, InvalidInputError
-    from fermion.pipelines.ci_workflow import GITHUB_WORKFLOW, github_workflow
+    from fermion.pipelines.ci_workflow import GITHUB_WORKFLOW, github_workflow, repository_root
     from fermion.pipelines.spec import find_project, load_project
     from fermion.pipelines.spec import pipeline as find_pipeline
 
@@ -35,10 +36,15 @@ def init(
     root = path.resolve().parent
     if pipeline is not None:
         find_pipeline(load_project(path), pipeline)  # a name CI would only fail on later
-    target = root / GITHUB_WORKFLOW
+    repository = repository_root(root) or root
+    target = repository / GITHUB_WORKFLOW
     if target.exists() and not force:
         raise ConflictError(f"{target} exists: --force overwrites it")
-    text = github_workflow(pipeline, editable_install=(root / "pyproject.toml").is_file())
+    text = github_workflow(
+        pipeline,
+        editable_install=(root / "pyproject.toml").is_file(),
+        folder=PurePosixPath(root.relative_to(repository).as_posix()),
+    )
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(text, encoding="utf-8")
     console().print(f"wrote {target}")

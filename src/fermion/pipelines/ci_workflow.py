@@ -1,11 +1,14 @@
 """The GitHub Actions workflow `fermion ci init --github` writes: on every push and pull
-request, install the project, run its pipeline in CI mode, keep the reports as artifacts."""
+request, install the project, run its pipeline in CI mode, keep the reports as artifacts.
+
+GitHub reads workflows only from `.github/workflows` at the repository's root, so a project
+in a sub-folder of a repository gets its workflow there, running in the project's folder."""
 
 from __future__ import annotations
 
 import re
 import shlex
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 GITHUB_WORKFLOW = Path(".github") / "workflows" / "fermion.yml"
 
@@ -19,7 +22,7 @@ name: fermion
 jobs:
   pipeline:
     runs-on: ubuntu-latest
-    steps:
+{defaults}    steps:
       - uses: actions/checkout@v4
       - uses: actions/setup-python@v5
         with:
@@ -34,17 +37,41 @@ jobs:
         with:
           name: fermion-reports
           path: |
-            fermion-junit.xml
-            fermion-summary.md
+            {folder}fermion-junit.xml
+            {folder}fermion-summary.md
 """
 
 
-def github_workflow(pipeline: str | None, *, editable_install: bool) -> str:
+def github_workflow(
+    pipeline: str | None, *, editable_install: bool, folder: PurePosixPath | None = None
+) -> str:
     """The workflow's text: `pip install -e .` when the project is a package (it has a
-    `pyproject.toml`), else `pip install fermion`; then `fermion run [pipeline] --ci`."""
+    `pyproject.toml`), else `pip install fermion`; then `fermion run [pipeline] --ci`. With
+    `folder` (the project's folder, relative to the repository's root) the commands run there
+    and the reports are collected from there."""
     install = "pip install -e ." if editable_install else "pip install fermion"
     words = ["fermion", "run", *([pipeline] if pipeline else []), "--ci"]
-    return _TEMPLATE.format(install=install, command=_yaml_scalar(shlex.join(words)))
+    inside = folder is not None and str(folder) not in ("", ".")
+    defaults = (
+        f"    defaults:\n      run:\n        working-directory: {_yaml_scalar(str(folder))}\n"
+        if inside
+        else ""
+    )
+    return _TEMPLATE.format(
+        install=install,
+        command=_yaml_scalar(shlex.join(words)),
+        defaults=defaults,
+        folder=f"{folder}/" if inside else "",
+    )
+
+
+def repository_root(folder: Path) -> Path | None:
+    """The nearest folder at or above `folder` that holds `.git` (a folder, or a file in a
+    worktree or submodule); None outside a repository."""
+    for candidate in (folder, *folder.parents):
+        if (candidate / ".git").exists():
+            return candidate
+    return None
 
 
 def _yaml_scalar(text: str) -> str:
