@@ -19,12 +19,14 @@ import pytest
 from typer.testing import CliRunner
 
 from fermion.cli.main import app
+from fermion.errors import InvalidInputError
 from fermion.pipelines.schedule import (
     MAX_COUNTED,
     Due,
     add_schedule,
     due,
     latest_slot,
+    next_slot,
     seconds_to_next,
 )
 from fermion.workspace import Workspace
@@ -69,6 +71,19 @@ def test_latest_slot_and_the_wait_for_the_next() -> None:
     assert latest_slot(DAILY, at(27, 3)) == at(27, 3)
     assert latest_slot(DAILY, at(27, 2, 59)) == at(26, 3)
     assert seconds_to_next([], at(27, 2)) is None
+
+
+def test_a_time_zone_keeps_the_local_hour_across_daylight_saving() -> None:
+    paris = "Europe/Paris"  # UTC+2 in summer, UTC+1 from 2026-10-25 03:00 local
+    summer = datetime(2026, 10, 23, 12, 0, tzinfo=UTC)
+    assert next_slot(DAILY, summer, paris) == datetime(2026, 10, 24, 1, 0, tzinfo=UTC)
+    after = next_slot(DAILY, datetime(2026, 10, 24, 12, 0, tzinfo=UTC), paris)
+    assert after == datetime(2026, 10, 25, 2, 0, tzinfo=UTC)  # 03:00 local, winter time
+    assert due(DAILY, at(26, 12), at(27, 2, 30), paris) == Due(at(27, 2))
+    assert due(DAILY, at(26, 12), at(27, 1, 59), paris) is None
+    assert latest_slot(DAILY, at(27, 2), paris) == at(27, 2)
+    with pytest.raises(InvalidInputError, match="unknown time zone 'Mars/Olympus'"):
+        next_slot(DAILY, at(27, 2), "Mars/Olympus")
 
 
 # -- the command line -----------------------------------------------------------------------
@@ -165,12 +180,23 @@ def test_schedules_are_added_listed_and_removed(project: Path) -> None:
     assert gone.exit_code == 2 and "no schedule named 'tiny'" in gone.output
 
 
+def test_a_schedule_in_a_time_zone_shows_its_local_times(project: Path) -> None:
+    added = fermion("schedule", "add", "tiny", "--cron", DAILY, "--tz", "Asia/Tokyo")
+    assert added.exit_code == 0, added.output
+    assert "scheduled tiny on 0 3 * * * (Asia/Tokyo), next run" in added.output
+    assert "03:00 JST" in added.output
+    assert listed("tiny")["timezone"] == "Asia/Tokyo"
+    table = fermion("schedule", "list")
+    assert "Asia/Tokyo" in table.output and "03:00 JST" in table.output
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (("tiny", "--cron", "0 3 * *"), "not a cron expression: '0 3 * *'"),
         (("tiny", "--cron", "61 * * * *"), "not a cron expression: '61 * * * *'"),
         (("nowhere", "--cron", DAILY), "nowhere"),
+        (("tiny", "--cron", DAILY, "--tz", "Paris"), "unknown time zone 'Paris'"),
     ],
 )
 def test_a_bad_cron_or_pipeline_is_one_line_and_exit_2(
@@ -199,7 +225,7 @@ def test_scheduler_once_runs_a_due_pipeline_once_per_slot_and_reports_missed_run
     first = fermion("scheduler", "--once")
     assert first.exit_code == 0, first.output
     first_missed = slot - timedelta(days=3)
-    assert f"tiny: 3 runs missed since {first_missed:%Y-%m-%d %H:%M}, running once now" in (
+    assert f"tiny: 3 runs missed since {first_missed:%Y-%m-%d %H:%M} UTC, running once now" in (
         first.output
     )
     assert first.output.count("tiny: ok, run ") == 1

@@ -35,6 +35,12 @@ def test_a_schedule_round_trips_every_field(schedules: ScheduleStore) -> None:
         "nightly", "credit", "/projects/credit/fermion.yaml", "0 3 * * *", CREATED
     )
     assert made.since == CREATED and made.missed == 0 and made.last_status is None
+    assert made.timezone == "UTC"
+    tokyo = ScheduleRecord(
+        "tokyo", "credit", "/projects/credit/fermion.yaml", "0 3 * * *", CREATED,
+        timezone="Asia/Tokyo",
+    )  # fmt: skip
+    assert schedules.add_schedule(tokyo) == tokyo == schedules.get_schedule("tokyo")
 
 
 def test_names_are_unique_and_listed_in_order(schedules: ScheduleStore) -> None:

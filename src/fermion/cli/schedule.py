@@ -38,8 +38,11 @@ def _workspace(root: Path | None = None) -> Workspace:
         return Workspace.init(root)
 
 
-def _when(value: datetime | None) -> str:
-    return "-" if value is None else f"{value:%Y-%m-%d %H:%M}"
+def _when(value: datetime | None, timezone: str = "UTC") -> str:
+    """`value` on the clock of `timezone`, which it names ("2026-12-01 03:00 CET")."""
+    from fermion.pipelines.schedule import zone
+
+    return "-" if value is None else f"{value.astimezone(zone(timezone)):%Y-%m-%d %H:%M %Z}"
 
 
 def _label(schedule: str, pipeline: str) -> str:
@@ -49,7 +52,10 @@ def _label(schedule: str, pipeline: str) -> str:
 @app.command("add")
 def add(
     pipeline: str = typer.Argument(..., help="The pipeline to run, as `fermion run` names it."),
-    cron: str = typer.Option(..., "--cron", help="When, in UTC: '0 3 * * *' is 03:00 daily."),
+    cron: str = typer.Option(..., "--cron", help="When: '0 3 * * *' is 03:00 daily."),
+    timezone: str = typer.Option(
+        "UTC", "--tz", help="The IANA time zone the cron expression is read in (Europe/Paris)."
+    ),
     file: Path = typer.Option(
         None, "--file", "-f", help="The pipeline file (default: fermion.yaml here or above)."
     ),
@@ -63,13 +69,14 @@ def add(
 
     path = (file if file is not None else find_project(Path.cwd())).expanduser().resolve()
     with _workspace(path.parent) as ws:
-        record = add_schedule(ws, pipeline, path, cron, name=name)
+        record = add_schedule(ws, pipeline, path, cron, name=name, timezone=timezone)
     if as_json:
         print_json(record)
         return
     console().print(
         f"scheduled {escape(_label(record.name, record.pipeline))} on {escape(record.cron)}"
-        f" (UTC), next run {_when(next_slot(record.cron, record.since))} UTC;"
+        f" ({escape(record.timezone)}), next run"
+        f" {_when(next_slot(record.cron, record.since, record.timezone), record.timezone)};"
         " `fermion scheduler` runs it",
         soft_wrap=True,
     )
@@ -79,15 +86,16 @@ def schedules_table(records: Sequence[ScheduleRecord]) -> Table:
     from fermion.pipelines.schedule import next_slot
 
     table = Table(
-        "name", "pipeline", "cron", "next (UTC)", "last slot (UTC)", "status", "run", "missed"
+        "name", "pipeline", "cron", "zone", "next", "last slot", "status", "run", "missed"
     )
     for r in records:
         table.add_row(
             escape(r.name),
             escape(r.pipeline),
             escape(r.cron),
-            _when(next_slot(r.cron, r.since)),
-            _when(r.last_run_at),
+            escape(r.timezone),
+            _when(next_slot(r.cron, r.since, r.timezone), r.timezone),
+            _when(r.last_run_at, r.timezone),
             r.last_status or "-",
             "-" if r.last_run_id is None else str(r.last_run_id),
             str(r.missed),
@@ -126,7 +134,7 @@ def remove(name: str = typer.Argument(..., help="The schedule's name.")) -> None
 def _stamp() -> str:
     from fermion.pipelines.schedule import utcnow
 
-    return f"{utcnow():%Y-%m-%d %H:%M:%S}"
+    return f"{utcnow():%Y-%m-%d %H:%M:%S} UTC"
 
 
 def _on_start(record: ScheduleRecord, due: Due) -> None:
@@ -134,7 +142,7 @@ def _on_start(record: ScheduleRecord, due: Due) -> None:
         runs = "run" if due.missed == 1 else "runs"
         typer.echo(
             f"{_stamp()} {record.name}: {due.missed} {runs} missed since "
-            f"{_when(due.first_missed)}, running once now"
+            f"{_when(due.first_missed, record.timezone)}, running once now"
         )
 
 

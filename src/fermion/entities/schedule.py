@@ -10,7 +10,8 @@ from typing import Any
 @dataclass(frozen=True)
 class ScheduleRecord:
     """Pipeline `pipeline` of the project file `project_file` (an absolute path), run on
-    `cron` (evaluated in UTC).
+    `cron`, evaluated in the IANA time zone `timezone` ("0 3 * * *" with "Europe/Paris" is
+    03:00 Paris time, whatever the season; UTC by default).
 
     `last_run_at` is the scheduled slot the last run was for, not when it ran; None until
     the first run, when `created_at` takes its place as the time slots are counted from.
@@ -27,6 +28,7 @@ class ScheduleRecord:
     last_run_id: int | None = None
     last_status: str | None = None
     missed: int = 0
+    timezone: str = "UTC"
 
     @property
     def since(self) -> datetime:
@@ -44,4 +46,5 @@ class ScheduleRecord:
             "last_run_id": self.last_run_id,
             "last_status": self.last_status,
             "missed": self.missed,
+            "timezone": self.timezone,
         }

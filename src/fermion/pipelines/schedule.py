@@ -4,8 +4,10 @@ A schedule keeps the slot its last run was for (`last_run_at`, else its creation
 slot is due once it has passed; when several have passed (the scheduler was down), the
 pipeline runs once, for the latest, and the others count as missed. A run first claims its
 slot in the store (a compare-and-set on `last_run_at`), so two schedulers never run one
-slot twice. Cron expressions are evaluated in UTC. Nothing here prints: the caller hears of
-each run through `on_start` and `on_finish`.
+slot twice. A cron expression is read in its schedule's time zone (UTC unless one is given),
+so "0 3 * * *" in Europe/Paris stays at 03:00 there across daylight saving; slots are
+returned and stored in UTC. Nothing here prints: the caller hears of each run through
+`on_start` and `on_finish`.
 """
 
 from __future__ import annotations
@@ -16,10 +18,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fermion.entities import ScheduleRecord
 from fermion.errors import FermionError, InvalidInputError
@@ -36,35 +38,58 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _iterator(cron: str, start: datetime) -> Any:
-    from croniter import croniter
+def zone(name: str) -> tzinfo:
+    """The IANA time zone `name` ("Europe/Paris", "UTC"), else `InvalidInputError`."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-    return croniter(cron, start)
+    try:
+        return ZoneInfo(name.strip())
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise InvalidInputError(
+            f"unknown time zone {name!r}: use an IANA name such as 'Europe/Paris' or 'UTC'"
+        ) from exc
 
 
-def check_cron(cron: str) -> str:
+class _Slots:
+    """A cron expression's slots around `start`, read in `timezone`, given in UTC."""
+
+    def __init__(self, cron: str, start: datetime, timezone: str = "UTC") -> None:
+        from croniter import croniter
+
+        self._slots = croniter(cron, start.astimezone(zone(timezone)))
+
+    def next(self) -> datetime:
+        found: datetime = self._slots.get_next(datetime)
+        # fold=0: a slot in the hour a clock goes back over is its first occurrence
+        return found.replace(fold=0).astimezone(UTC)
+
+    def prev(self) -> datetime:
+        found: datetime = self._slots.get_prev(datetime)
+        return found.replace(fold=0).astimezone(UTC)
+
+
+def check_cron(cron: str, timezone: str = "UTC") -> str:
     """`cron` itself (trimmed) when croniter reads it, else `InvalidInputError` naming it."""
     text = cron.strip()
+    zone(timezone)
     try:
-        _iterator(text, utcnow()).get_next(datetime)  # also refuses a date that never comes
+        _Slots(text, utcnow(), timezone).next()  # also refuses a date that never comes
     except (ValueError, KeyError) as exc:
         raise InvalidInputError(
-            f"not a cron expression: {cron!r} ({exc}); e.g. '0 3 * * *' is 03:00 UTC daily"
+            f"not a cron expression: {cron!r} ({exc}); e.g. '0 3 * * *' is 03:00 daily"
         ) from exc
     return text
 
 
-def next_slot(cron: str, after: datetime) -> datetime:
+def next_slot(cron: str, after: datetime, timezone: str = "UTC") -> datetime:
     """The first slot strictly after `after`."""
-    found: datetime = _iterator(cron, after).get_next(datetime)
-    return found.replace(fold=0)
+    return _Slots(cron, after, timezone).next()
 
 
-def latest_slot(cron: str, now: datetime) -> datetime:
+def latest_slot(cron: str, now: datetime, timezone: str = "UTC") -> datetime:
     """The last slot at or before `now`."""
-    before: datetime = _iterator(cron, now).get_prev(datetime)  # strictly before `now`
-    before = before.replace(fold=0)
-    on = next_slot(cron, before)
+    before = _Slots(cron, now, timezone).prev()  # strictly before `now`
+    on = next_slot(cron, before, timezone)
     return on if on <= now else before
 
 
@@ -78,17 +103,17 @@ class Due:
     first_missed: datetime | None = None
 
 
-def due(cron: str, since: datetime, now: datetime) -> Due | None:
+def due(cron: str, since: datetime, now: datetime, timezone: str = "UTC") -> Due | None:
     """What is due at `now` for a schedule whose last slot (or creation) was `since`."""
-    slot = latest_slot(cron, now)
+    slot = latest_slot(cron, now, timezone)
     if slot <= since:
         return None
-    slots = _iterator(cron, since)
-    first: datetime = slots.get_next(datetime).replace(fold=0)
+    slots = _Slots(cron, since, timezone)
+    first = slots.next()
     missed, at = 0, first
     while at < slot and missed < MAX_COUNTED:
         missed += 1
-        at = slots.get_next(datetime).replace(fold=0)
+        at = slots.next()
     return Due(slot, missed, first if missed else None)
 
 
@@ -113,15 +138,18 @@ def add_schedule(
     cron: str,
     *,
     name: str | None = None,
+    timezone: str = "UTC",
     now: datetime | None = None,
 ) -> ScheduleRecord:
-    """Schedule `pipeline` of `project_file` on `cron`, named `name` (default: the pipeline's
-    name). The file is read now, so a missing file or pipeline is an error here, not at 3 am.
-    Slots are counted from `now` (default: the current time)."""
+    """Schedule `pipeline` of `project_file` on `cron` read in `timezone` (an IANA name),
+    named `name` (default: the pipeline's name). The file is read now, so a missing file or
+    pipeline is an error here, not at 3 am. Slots are counted from `now` (default: the
+    current time)."""
     from fermion.pipelines.spec import load_project
     from fermion.pipelines.spec import pipeline as find_pipeline
 
-    cron = check_cron(cron)
+    timezone = timezone.strip()
+    cron = check_cron(cron, timezone)
     path = project_file.expanduser().resolve()
     if not path.is_file():
         raise InvalidInputError(f"no pipeline file at {path}")
@@ -132,6 +160,7 @@ def add_schedule(
         project_file=str(path),
         cron=cron,
         created_at=now or utcnow(),
+        timezone=timezone,
     )
     return ws.storage.schedules.add_schedule(record)
 
@@ -197,7 +226,7 @@ def run_due(
     for record in store.list_schedules():
         if stop is not None and stop.requested:
             break
-        pending = due(record.cron, record.since, now())
+        pending = due(record.cron, record.since, now(), record.timezone)
         if pending is None or not store.claim(
             record.name, record.last_run_at, pending.slot, pending.missed
         ):
@@ -240,7 +269,7 @@ def _run(ws: Workspace, record: ScheduleRecord, pending: Due) -> ScheduledRun:
 
 def seconds_to_next(records: Sequence[ScheduleRecord], now: datetime) -> float | None:
     """Seconds from `now` to the next slot of any schedule; None when there is none."""
-    slots = [next_slot(r.cron, max(r.since, now)) for r in records]
+    slots = [next_slot(r.cron, max(r.since, now), r.timezone) for r in records]
     return max(0.0, (min(slots) - now).total_seconds()) if slots else None
 
 

@@ -30,6 +30,7 @@ def _to_record(row: Row[Any]) -> ScheduleRecord:
         last_run_id=row.last_run_id,
         last_status=row.last_status,
         missed=int(row.missed),
+        timezone=row.timezone,
     )
 
 
@@ -51,6 +52,7 @@ class SqlScheduleStore(ScheduleStore):
                         last_run_id=record.last_run_id,
                         last_status=record.last_status,
                         missed=record.missed,
+                        timezone=record.timezone,
                     )
                 )
         except SqlIntegrityError as exc:

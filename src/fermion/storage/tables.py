@@ -242,4 +242,5 @@ schedules = Table(
     Column("last_run_id", Integer, nullable=True),
     Column("last_status", String(16), nullable=True),
     Column("missed", Integer, nullable=False),
+    Column("timezone", String(64), nullable=False, server_default="UTC"),
 )
