@@ -13,6 +13,7 @@ import pytest
 from fermion import __version__
 from fermion.errors import InvalidInputError
 from fermion.pipelines.kinds import KINDS, code_hash, file_hashes
+from fermion.pipelines.kinds_models import check_train_config
 from fermion.pipelines.types import DATASET, MODEL, StepContext, StepOutput, StepSpec
 from fermion.workspace import Workspace
 
@@ -251,6 +252,63 @@ def test_a_bad_config_value_names_the_step_and_the_key(trained: Any) -> None:
         run(ws, root, "train", {"target": "status", "params": [1]}, {DATASET: split}, name="fit")
     with pytest.raises(InvalidInputError, match="step 'fit': task must be binary"):
         run(ws, root, "train", {"target": "status", "task": "big"}, {DATASET: split}, name="fit")
+
+
+CENTROID_MODULE = """\
+import numpy as np
+
+
+class NearestCentroid:
+    def fit(self, X, y):
+        self.centroids = np.stack([X[y == k].mean(axis=0) for k in np.unique(y)])
+        return self
+
+    def predict_proba(self, X):
+        distance = ((X[:, None, :] - self.centroids[None]) ** 2).sum(axis=-1)
+        weights = np.exp(-(distance - distance.min(axis=1, keepdims=True)))
+        return weights / weights.sum(axis=1, keepdims=True)
+
+    def predict(self, X):
+        return self.predict_proba(X).argmax(axis=1)
+
+
+def fit(data, run):
+    run.log_param("kind", "centroid")
+    return NearestCentroid().fit(data.X_train, data.y_train)
+"""
+
+
+def test_train_runs_the_projects_own_training_function(trained: Any) -> None:
+    ws, root, split, _ = trained
+    (root / "centroid_steps.py").write_text(CENTROID_MODULE)
+    config = {"target": "status", "function": "centroid_steps:fit", "name": "centroid"}
+    output = run(ws, root, "train", config, {DATASET: split}, name="fit")
+    version = ws.models.get("centroid:1")
+    assert output.refs == {MODEL: "centroid:1"} and version.flavor == "python"
+    assert output.summary.startswith("centroid:1 (custom:fit, test roc_auc ")
+    assert 0.5 < output.metrics["roc_auc"] <= 1.0
+
+    spec = StepSpec(name="fit", kind="train", config=config)
+    before = code_hash(spec, root)
+    assert before == f"fermion {__version__}, {sha256(root / 'centroid_steps.py')}"
+    (root / "centroid_steps.py").write_text(CENTROID_MODULE + "\n# edited\n")
+    assert code_hash(spec, root) != before  # an edited function re-trains
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"family": "logistic", "function": "m:fit"}, "family .* or function .*, not both"),
+        ({"inputs": "frame"}, "inputs is for a training function"),
+        ({"function": "m:fit", "inputs": "rows"}, "inputs must be matrix or frame or pandas"),
+        ({"function": "m.fit"}, r"must be 'package\.module:function'"),
+    ],
+)
+def test_a_train_steps_function_config_is_checked_when_the_file_loads(
+    config: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(InvalidInputError, match=message):
+        check_train_config("fit", {"target": "status", **config}, {})
 
 
 def test_tune_registers_the_best_model_of_a_fresh_study(trained: Any) -> None:

@@ -13,7 +13,13 @@ from fermion.errors import InvalidInputError
 from fermion.pipelines.kinds_data import run_add, run_clean, run_split, run_validate
 from fermion.pipelines.kinds_deploy import DEPLOY_KEYS, run_deploy
 from fermion.pipelines.kinds_gate import check_gate_config, run_gate
-from fermion.pipelines.kinds_models import run_evaluate, run_promote, run_train, run_tune
+from fermion.pipelines.kinds_models import (
+    check_train_config,
+    run_evaluate,
+    run_promote,
+    run_train,
+    run_tune,
+)
 from fermion.pipelines.kinds_optimize import run_optimize
 from fermion.pipelines.kinds_python import module_hash, run_python
 from fermion.pipelines.types import DATASET, MODEL, StepContext, StepOutput, StepSpec
@@ -102,9 +108,19 @@ KINDS: dict[str, StepKind] = {
             run_train,
             input_keys=_DATASET_IN,
             required=("target",),
-            optional=("family", "params", "exclude", *_TRAIN_KEYS),
-            description="Train a model family on a dataset version and register the model; "
-            "metrics: the registered test metrics, and the validation ones as valid_<name>.",
+            optional=(
+                "family",
+                "function",
+                "inputs",
+                "preprocessing",
+                "params",
+                "exclude",
+                *_TRAIN_KEYS,
+            ),
+            check=check_train_config,
+            description="Train a model family, or the project's own training function, on a "
+            "dataset version and register the model; metrics: the registered test metrics, "
+            "and the validation ones as valid_<name>.",
         ),
         StepKind(
             "tune",
@@ -201,9 +217,12 @@ def file_hashes(kind: StepKind, config: Mapping[str, Any], root: Path) -> dict[s
 
 def code_hash(spec: StepSpec, root: Path) -> str:
     """What a step's result depends on besides its config, inputs and files: for a `python`
-    step the sha256 of its module's source, for the built-in kinds Fermion's version."""
+    step the sha256 of its module's source, for the built-in kinds Fermion's version (and,
+    for a `train` step with its own `function`, that function's module's source too)."""
     if spec.kind == "python":
         return module_hash(spec, root)
     from fermion import __version__
 
+    if spec.kind == "train" and "function" in spec.config:
+        return f"fermion {__version__}, {module_hash(spec, root)}"
     return f"fermion {__version__}"

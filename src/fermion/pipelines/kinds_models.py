@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from fermion.errors import InvalidInputError
@@ -51,19 +51,74 @@ def _registered(ctx: StepContext, version: ModelVersion | None) -> ModelVersion:
     return version
 
 
+INPUTS = ("matrix", "frame", "pandas")
+PREPROCESSING = ("linear", "trees")
+
+
+def check_train_config(step: str, config: Mapping[str, Any], kinds: Mapping[str, str]) -> None:
+    """A train step names a built-in `family` or its own `function`, not both; `inputs` and
+    `preprocessing` say what a function receives, and mean nothing to a family."""
+    from fermion.pipelines.kinds_python import function_ref
+    from fermion.pipelines.types import StepSpec
+
+    if "function" not in config:
+        for key in ("inputs", "preprocessing"):
+            if key in config:
+                raise InvalidInputError(
+                    f"step {step!r}: {key} is for a training function; add function: "
+                    "module:fit, or drop it"
+                )
+        return
+    if "family" in config:
+        raise InvalidInputError(
+            f"step {step!r}: give family (a built-in model) or function (your own), not both"
+        )
+    function_ref(StepSpec(name=step, kind="train", config=dict(config)))
+    for key, allowed in (("inputs", INPUTS), ("preprocessing", PREPROCESSING)):
+        if key in config and config[key] not in allowed:
+            raise InvalidInputError(
+                f"step {step!r}: {key} must be {' or '.join(allowed)}, not {config[key]!r}"
+            )
+
+
 def run_train(ctx: StepContext) -> StepOutput:
     """Metrics: the registered version's (test part, or valid when there is none) under their
-    own names, and the validation part's as `valid_<name>`."""
-    from fermion.training.trainer import train
+    own names, and the validation part's as `valid_<name>`. With `function: module:fit` the
+    project's own training function trains the model (see `fermion.train`)."""
+    from fermion.pipelines.kinds_python import project_function
 
     config = StepConfig(ctx)
-    family = config.text("family", "lightgbm")
-    result = train(
+    if "function" in ctx.spec.config:
+        with project_function(ctx) as function:
+            result = _train(ctx, config, function)
+        family = f"custom:{getattr(function, '__name__', 'fit')}"
+    else:
+        family = config.text("family", "lightgbm")
+        result = _train(ctx, config, family)
+    version = _registered(ctx, result.model)
+    metrics = dict(version.metrics) | {f"valid_{k}": v for k, v in result.valid_metrics.items()}
+    score = headline(version.metrics, result.task)
+    return model_output(
+        version,
+        f"{version.ref} ({family}" + (f", {result.evaluated_on} {score})" if score else ")"),
+        metrics,
+    )
+
+
+def _train(ctx: StepContext, config: StepConfig, model: Any) -> Any:
+    from fermion.training.trainer import train
+
+    custom = callable(model)  # inputs and preprocessing were checked when the file loaded
+    inputs: Any = config.text("inputs", "matrix") if custom else "matrix"
+    preprocessing: Any = config.text("preprocessing", "linear") if custom else "linear"
+    return train(
         ctx.workspace,
         ctx.ref(DATASET, DATASET),
         config.required_text("target"),
-        family,
+        model,
         config.mapping("params"),
+        inputs=inputs,
+        preprocessing=preprocessing,
         task=_task(config),
         exclude=config.names("exclude"),
         text_columns=config.names("text"),
@@ -72,14 +127,6 @@ def run_train(ctx: StepContext) -> StepOutput:
         experiment=config.text("experiment"),
         seed=config.integer("seed", 0),
         progress=_Stages(ctx.say),
-    )
-    version = _registered(ctx, result.model)
-    metrics = dict(version.metrics) | {f"valid_{k}": v for k, v in result.valid_metrics.items()}
-    score = headline(version.metrics, result.task)
-    return model_output(
-        version,
-        f"{version.ref} ({family}" + (f", {result.evaluated_on} {score})" if score else ")"),
-        metrics,
     )
 
 

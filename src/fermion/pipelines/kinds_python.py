@@ -2,6 +2,7 @@
 
 `function: steps.features:build` names module `steps.features` (looked up with the project
 folder first on `sys.path`) and its function `build`, called as `build(context=ctx, **args)`.
+`project_function` finds such a function for other kinds too (a `train` step's own `fit`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import hashlib
 import importlib
 import sys
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from numbers import Real
 from pathlib import Path
@@ -84,13 +85,11 @@ def _import(module: str, root: Path, step: str) -> ModuleType:
             raise InvalidInputError(f"step {step!r}: cannot import {module}: {exc}") from exc
 
 
-def run_python(ctx: StepContext) -> StepOutput:
-    """The function may return a `StepOutput`, a mapping of metric names to numbers, or None;
-    with the last two the step passes its `dataset` and `model` inputs on as its output."""
+@contextmanager
+def project_function(ctx: StepContext) -> Iterator[Callable[..., object]]:
+    """The step's `function`, imported afresh, with the project folder first on `sys.path`
+    while it is in use (so its own imports at call time find the project's modules too)."""
     module_name, name = function_ref(ctx.spec)
-    args = StepConfig(ctx).mapping("args")
-    if "context" in args:
-        raise InvalidInputError(f"step {ctx.spec.name!r}: args may not hold 'context'")
     with _project_on_path(ctx.root):
         module = _import(module_name, ctx.root, ctx.spec.name)
         function = getattr(module, name, None)
@@ -98,6 +97,17 @@ def run_python(ctx: StepContext) -> StepOutput:
             raise InvalidInputError(
                 f"step {ctx.spec.name!r}: module {module_name} has no function {name!r}"
             )
+        yield function
+
+
+def run_python(ctx: StepContext) -> StepOutput:
+    """The function may return a `StepOutput`, a mapping of metric names to numbers, or None;
+    with the last two the step passes its `dataset` and `model` inputs on as its output."""
+    module_name, name = function_ref(ctx.spec)
+    args = StepConfig(ctx).mapping("args")
+    if "context" in args:
+        raise InvalidInputError(f"step {ctx.spec.name!r}: args may not hold 'context'")
+    with project_function(ctx) as function:
         returned = function(context=ctx, **args)
     if isinstance(returned, StepOutput):
         return returned
