@@ -18,6 +18,7 @@ from fermion.errors import InvalidInputError
 from fermion.training.metrics import (
     GREATER_IS_BETTER,
     PRIMARY_METRIC,
+    classification_metric,
     classification_metrics,
     regression_metrics,
 )
@@ -192,3 +193,12 @@ def test_every_reported_metric_has_a_direction_and_primaries_exist() -> None:
     assert GREATER_IS_BETTER["roc_auc"] and not GREATER_IS_BETTER["rmse"]
     with pytest.raises(TypeError):
         GREATER_IS_BETTER["rmse"] = True  # type: ignore[index]
+
+
+@pytest.mark.parametrize("k", [2, 4])
+def test_one_metric_alone_is_the_full_evaluations_value(k: int) -> None:
+    y, proba = multiclass_data(k=k) if k > 2 else (BINARY_Y, BINARY_PROBA)
+    labels = [str(i) for i in range(k)]
+    full = classification_metrics(y, proba, labels).metrics
+    for name in full:
+        assert classification_metric(name, y, proba, labels) == pytest.approx(full[name]), name

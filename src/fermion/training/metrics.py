@@ -224,6 +224,14 @@ def classification_metric(
         return float(log_loss(codes, probs, labels=list(range(k))))
     if name == "accuracy":
         return float(accuracy_score(codes, probs.argmax(axis=1)))
+    kind, _, average = name.partition("_")
+    if kind in ("precision", "recall", "f1") and average in ("macro", "weighted"):
+        from sklearn.metrics import precision_recall_fscore_support
+
+        scores = precision_recall_fscore_support(
+            codes, probs.argmax(axis=1), average=average, zero_division=0
+        )
+        return float(scores[("precision", "recall", "f1").index(kind)])
     return classification_metrics(codes, probs, labels).metrics.get(name)
 
 
