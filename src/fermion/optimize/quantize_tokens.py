@@ -175,13 +175,9 @@ def quantize_matmuls_per_token(src: Path, dst: Path) -> list[tuple[str, str]]:
     shared: dict[str, npt.NDArray[Any]] = {
         "token_int8_levels": np.array(float(_ACTIVATION_LEVELS), np.float32),
         "token_int8_epsilon": np.array(_EPSILON, np.float32),
-        "token_int8_zero": np.array(0.0, np.float32),
-        "token_int8_offset": np.array(128.0, np.float32),
         "token_int8_zero_point": np.array(128, np.uint8),
         "token_int8_unit": np.array(1.0, np.float32),
         "token_int8_flat": np.array([-1], np.int64),
-        "token_int8_lead_start": np.array([0], np.int64),
-        "token_int8_lead_end": np.array([-1], np.int64),
     }
     # ReduceMax takes its axes as an attribute up to opset 17 and as an input from 18
     axes_as_input = _opset(model) >= 18
@@ -199,13 +195,12 @@ def quantize_matmuls_per_token(src: Path, dst: Path) -> list[tuple[str, str]]:
         quantized = np.clip(np.rint(matrix / column_scale), -_WEIGHT_LEVELS, _WEIGHT_LEVELS)
         name = node.name or node.output[0]
         weight_name, scale_name = f"{name}_weight_int8", f"{name}_weight_scale"
-        rows_shape, out_shape = f"{name}_rows_shape", f"{name}_out_shape"
+        rows_shape = f"{name}_rows_shape"
         model.graph.initializer.extend(
             [
                 numpy_helper.from_array(quantized.astype(np.int8), weight_name),
                 numpy_helper.from_array(column_scale.astype(np.float32), scale_name),
                 numpy_helper.from_array(np.array([-1, matrix.shape[0]], np.int64), rows_shape),
-                numpy_helper.from_array(np.array([matrix.shape[1]], np.int64), out_shape),
             ]
         )
         pairs.append((weight_name, scale_name))
@@ -218,16 +213,23 @@ def quantize_matmuls_per_token(src: Path, dst: Path) -> list[tuple[str, str]]:
             helper.make_node("Div", [f"{t}_safe", "token_int8_levels"], [f"{t}_scale"]),
             helper.make_node("Reshape", [f"{t}_scale", "token_int8_flat"], [f"{t}_scales"]),
             # QuantizeLinear per axis wants a zero point per row as well: 128 each
-            helper.make_node("Mul", [f"{t}_scales", "token_int8_zero"], [f"{t}_nothing"]),
-            helper.make_node("Add", [f"{t}_nothing", "token_int8_offset"], [f"{t}_centre"]),
-            helper.make_node("Cast", [f"{t}_centre"], [f"{t}_zero_points"], to=TensorProto.UINT8),
+            helper.make_node("Shape", [f"{t}_scales"], [f"{t}_rows_count"]),
+            helper.make_node(
+                "ConstantOfShape",
+                [f"{t}_rows_count"],
+                [f"{t}_zero_points"],
+                value=helper.make_tensor("zero_point", TensorProto.UINT8, [1], [128]),
+            ),
             helper.make_node("Reshape", [x, rows_shape], [f"{t}_rows"]),
             helper.make_node(
                 "QuantizeLinear",
                 [f"{t}_rows", f"{t}_scales", f"{t}_zero_points"],
-                [f"{t}_uint8"],
+                [f"{t}_uint8_rows"],
                 axis=0,
             ),
+            # back to x's shape, so that the product comes out shaped like the MatMul's
+            helper.make_node("Shape", [x], [f"{t}_shape"]),
+            helper.make_node("Reshape", [f"{t}_uint8_rows", f"{t}_shape"], [f"{t}_uint8"]),
             helper.make_node(
                 "MatMulIntegerToFloat",
                 [
@@ -237,19 +239,10 @@ def quantize_matmuls_per_token(src: Path, dst: Path) -> list[tuple[str, str]]:
                     scale_name,
                     "token_int8_zero_point",
                 ],
-                [f"{t}_columns"],
+                [f"{t}_product"],
                 name=f"{name}_integer",
                 domain="com.microsoft",
             ),
-            # back to x's leading axes, then the row scales
-            helper.make_node("Shape", [x], [f"{t}_shape"]),
-            helper.make_node(
-                "Slice",
-                [f"{t}_shape", "token_int8_lead_start", "token_int8_lead_end"],
-                [f"{t}_lead"],
-            ),
-            helper.make_node("Concat", [f"{t}_lead", out_shape], [f"{t}_out_shape"], axis=0),
-            helper.make_node("Reshape", [f"{t}_columns", f"{t}_out_shape"], [f"{t}_product"]),
             helper.make_node("Mul", [f"{t}_product", f"{t}_scale"], [node.output[0]]),
         ]
     if not pairs:
