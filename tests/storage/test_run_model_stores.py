@@ -83,6 +83,10 @@ def test_runs_are_found_by_a_tags_value_and_status(meta: MetadataStores) -> None
     assert [r.id for r in finished] == [first.id]
     assert finished[0].tags == {"cache": "k1"}
     assert runs.find_runs("cache", "k3") == []
+    # values are indexed (a hash index on PostgreSQL, whose B-trees refuse values over 2.7 kB)
+    long = "x" * 20_000
+    runs.set_tags(other.id, {"note": long})
+    assert [r.id for r in runs.find_runs("note", long)] == [other.id]
 
 
 def test_unknown_runs_are_not_found(meta: MetadataStores) -> None:

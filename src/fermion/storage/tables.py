@@ -125,12 +125,15 @@ run_params = Table(
     Column("value", JSON, nullable=True),
 )
 
+# `find_runs` looks runs up by a tag's value (a pipeline step's cache key). PostgreSQL gets a
+# hash index: a B-tree refuses values over about 2.7 kB, and a tag's value may be long.
 run_tags = Table(
     "run_tags",
     metadata,
     Column("run_id", ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
     Column("key", String(256), primary_key=True),
     Column("value", Text, nullable=False),
+    Index("ix_run_tags_value", "value", postgresql_using="hash"),
 )
 
 # Every point, append-only: no primary key to maintain on the hot path of a training loop.
