@@ -86,12 +86,13 @@ def run_train(ctx: StepContext) -> StepOutput:
     own names, and the validation part's as `valid_<name>`. With `function: module:fit` the
     project's own training function trains the model (see `fermion.train`)."""
     from fermion.pipelines.kinds_python import project_function
+    from fermion.training.trainer import custom_label
 
     config = StepConfig(ctx)
     if "function" in ctx.spec.config:
         with project_function(ctx) as function:
             result = _train(ctx, config, function)
-        family = f"custom:{getattr(function, '__name__', 'fit')}"
+        family = custom_label(function)
     else:
         family = config.text("family", "lightgbm")
         result = _train(ctx, config, family)

@@ -69,9 +69,9 @@ class _Slots:
 
 
 def check_cron(cron: str, timezone: str = "UTC") -> str:
-    """`cron` itself (trimmed) when croniter reads it, else `InvalidInputError` naming it."""
+    """`cron` itself (trimmed) when croniter reads it, else `InvalidInputError` naming it (or
+    naming `timezone`, when that is no IANA zone)."""
     text = cron.strip()
-    zone(timezone)
     try:
         _Slots(text, utcnow(), timezone).next()  # also refuses a date that never comes
     except (ValueError, KeyError) as exc:

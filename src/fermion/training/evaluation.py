@@ -50,16 +50,13 @@ def evaluate(model: Model, frame: pl.DataFrame, target: str | None = None) -> Ev
         raise InvalidInputError("the model records no target column: name one to evaluate on")
     if frame.height == 0:
         raise InvalidInputError("there are no rows to evaluate on")
-    column = check_target(frame, target)
     task: Task = model.task  # type: ignore[assignment]
+    y, labels = _truth(model, frame, target)
     if task == "regression":
-        y = column.cast(pl.Float64).to_numpy()
         predicted = model.predict(frame)
         return Evaluation(task, regression_metrics(y, predicted), y, predicted, [])
-    encoding = TargetEncoding(task, tuple(model.classes))
-    y = encoding.encode(_as_class_type(column, model.classes))
     proba = model.predict_proba(frame)
-    result = classification_metrics(y, proba, encoding.labels)
+    result = classification_metrics(y, proba, labels)
     details = {"confusion": result.confusion, "calibration": result.calibration}
     metrics = dict(result.metrics)
     if task == "binary":  # the confusion matrix as metrics, the second class being positive
@@ -70,7 +67,17 @@ def evaluate(model: Model, frame: pl.DataFrame, target: str | None = None) -> Ev
             "false_negatives": float(fn),
             "true_positives": float(tp),
         }
-    return Evaluation(task, metrics, y, proba, encoding.labels, details)
+    return Evaluation(task, metrics, y, proba, labels, details)
+
+
+def _truth(model: Model, frame: pl.DataFrame, target: str) -> tuple[npt.NDArray[Any], list[str]]:
+    """The target column of `frame` as the metrics take it: float values for a regression,
+    else class codes 0..k-1 in the model's class order, with the class labels."""
+    column = check_target(frame, target)
+    if model.task == "regression":
+        return column.cast(pl.Float64).to_numpy(), []
+    encoding = TargetEncoding(model.task, tuple(model.classes))  # type: ignore[arg-type]
+    return encoding.encode(_as_class_type(column, model.classes)), encoding.labels
 
 
 def _as_class_type(column: pl.Series, classes: list[Any]) -> pl.Series:
@@ -100,18 +107,15 @@ def importance(
     task: Task = model.task  # type: ignore[assignment]
     metric = PRIMARY_METRIC[task]
     sign = 1.0 if GREATER_IS_BETTER[metric] else -1.0
-    encoding = None if task == "regression" else TargetEncoding(task, tuple(model.classes))
 
     def score(rows: pl.DataFrame) -> float:  # the shuffles leave the target column as it was
-        column = check_target(rows, target)
-        if encoding is None:
-            truth = column.cast(pl.Float64).to_numpy()
-            return sign * regression_metrics(truth, model.predict(rows))[metric]
-        y = encoding.encode(_as_class_type(column, model.classes))
+        y, labels = _truth(model, rows, target)
+        if task == "regression":
+            return sign * regression_metrics(y, model.predict(rows))[metric]
         proba = model.predict_proba(rows)
-        value = classification_metric(metric, y, proba, encoding.labels)
+        value = classification_metric(metric, y, proba, labels)
         if value is None:  # undefined on this sample (e.g. one class): accuracy instead
-            value = classification_metric("accuracy", y, proba, encoding.labels) or 0.0
+            value = classification_metric("accuracy", y, proba, labels) or 0.0
         return sign * value
 
     return permutation_importance(score, frame, model.signature.input_names, seed=seed)

@@ -95,6 +95,11 @@ def prepare(
     return Prepared(dataset, split, frames, target, chosen, chosen_task, encoding)
 
 
+def custom_label(fit: CustomFit) -> str:
+    """How runs, manifests and summaries name a model trained by `fit`: custom:<its name>."""
+    return f"custom:{getattr(fit, '__name__', 'fit')}"
+
+
 def train(
     ws: Workspace,
     data: str | Dataset,
@@ -129,8 +134,11 @@ def train(
     from fermion.training.families import get_family
 
     report = progress or Silent()
-    family = None if callable(model) else get_family(model)
-    label = family.name if family is not None else f"custom:{getattr(model, '__name__', 'fit')}"
+    if callable(model):
+        family, label = None, custom_label(model)
+    else:
+        family = get_family(model)
+        label = family.name
     if alias is not None:
         check_alias(alias)
     if name is not None:
